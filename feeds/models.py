@@ -1,0 +1,96 @@
+"""The instrument universe: what the ticker generates quotes for."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+SYMBOL_PATTERN = r"^[A-Z0-9.\-/_]{1,20}$"
+symbol_validator = RegexValidator(
+    SYMBOL_PATTERN,
+    "A symbol is 1 to 20 characters: upper-case letters, digits and . - / _",
+)
+
+
+def positive(field: str) -> MinValueValidator:
+    return MinValueValidator(Decimal("0.0000000001"), f"The {field} must be greater than zero.")
+
+
+class AssetClass(models.TextChoices):
+    EQUITY = "equity", "Equity"
+    FX = "fx", "FX"
+    CRYPTO = "crypto", "Crypto"
+    FUTURE = "future", "Future"
+    INDEX = "index", "Index"
+
+
+class Instrument(models.Model):
+    symbol = models.CharField(max_length=20, unique=True, validators=[symbol_validator])
+    name = models.CharField(max_length=120)
+    exchange = models.CharField(max_length=20, help_text="Listing venue, e.g. XNAS, FXALL.")
+    asset_class = models.CharField(max_length=10, choices=AssetClass.choices)
+    currency = models.CharField(
+        max_length=3,
+        validators=[RegexValidator(r"^[A-Z]{3}$", "An ISO 4217 code: three upper-case letters.")],
+    )
+    tick_size = models.DecimalField(
+        max_digits=20, decimal_places=10, validators=[positive("tick size")]
+    )
+    lot_size = models.PositiveIntegerField(
+        default=1, validators=[MinValueValidator(1, "The lot size must be at least 1.")]
+    )
+    reference_price = models.DecimalField(
+        max_digits=24, decimal_places=10, validators=[positive("reference price")]
+    )
+    volatility = models.FloatField(
+        help_text="Annualised volatility as a fraction: 0.25 is 25 % a year.",
+        validators=[
+            MinValueValidator(1e-6, "The volatility must be greater than zero."),
+            MaxValueValidator(10.0, "A volatility above 10 (1000 % a year) is not a market."),
+        ],
+    )
+    quote_rate = models.FloatField(
+        "quotes per second",
+        help_text="Average number of quotes generated per second.",
+        validators=[
+            MinValueValidator(0.001, "The quote rate must be greater than zero."),
+            MaxValueValidator(10_000, "At most 10,000 quotes per second per instrument."),
+        ],
+    )
+    active = models.BooleanField(default=True, help_text="Inactive instruments are halted.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(tick_size__gt=0), name="tick_size_positive"),
+            models.CheckConstraint(
+                condition=models.Q(reference_price__gt=0), name="reference_price_positive"
+            ),
+            models.CheckConstraint(condition=models.Q(volatility__gt=0), name="volatility_positive"),
+            models.CheckConstraint(condition=models.Q(quote_rate__gt=0), name="quote_rate_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+    def clean(self) -> None:
+        super().clean()
+        if self.symbol:
+            self.symbol = self.symbol.strip().upper()
+        if self.currency:
+            self.currency = self.currency.strip().upper()
+        if (
+            self.tick_size is not None
+            and self.reference_price is not None
+            and self.tick_size > 0
+            and self.reference_price < self.tick_size
+        ):
+            raise ValidationError(
+                {"reference_price": "The reference price must be at least one tick."}
+            )
+        if self.tick_size is not None and self.tick_size.normalize().as_tuple().exponent < -10:
+            raise ValidationError({"tick_size": "At most 10 decimal places."})

@@ -1,0 +1,111 @@
+"""The quote store: the latest quote and sequence number of every symbol.
+
+The ticker writes it (``save``) before it publishes, so whatever a server
+reads from the store is never older than a quote already on its way; servers
+read it for snapshots and the REST API. ``epoch`` names the numbering of
+``seq``: a fresh store starts a new epoch, and sequence numbers restart with it.
+
+Two backends with one interface: ``MemoryStore`` for the embedded default (the
+ticker lives in the same process) and ``RedisStore`` for scale-out.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import Protocol
+
+# (symbol, seq, quote text) as the ticker saves them.
+SavedQuote = tuple[str, int, str]
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
+
+
+class QuoteStore(Protocol):
+    async def epoch(self) -> str:
+        """The current epoch, creating one if the store is fresh."""
+        ...
+
+    async def save(self, quotes: list[SavedQuote]) -> None:
+        """Record these quotes as the latest of their symbols."""
+        ...
+
+    async def latest(self, symbols: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """``{symbol: (seq, quote_text)}`` for those of ``symbols`` that have a quote."""
+        ...
+
+    async def connection_acquire(self, user_key: str, conn_id: str, limit: int) -> bool:
+        """Count a connection against its user's limit; False (and no count) when over it."""
+        ...
+
+    async def connection_release(self, user_key: str, conn_id: str) -> None:
+        """Forget a connection counted by ``connection_acquire``."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+        ...
+
+
+class MemoryStore:
+    """Process-local store for the embedded default. Not shared between processes."""
+
+    def __init__(self) -> None:
+        self._epoch = new_epoch()
+        self._latest: dict[str, tuple[int, str]] = {}
+        self._connections: dict[str, set[str]] = {}
+
+    async def epoch(self) -> str:
+        return self._epoch
+
+    async def save(self, quotes: list[SavedQuote]) -> None:
+        latest = self._latest
+        for symbol, seq, text in quotes:
+            latest[symbol] = (seq, text)
+
+    async def latest(self, symbols: Iterable[str]) -> dict[str, tuple[int, str]]:
+        latest = self._latest
+        return {symbol: latest[symbol] for symbol in symbols if symbol in latest}
+
+    async def connection_acquire(self, user_key: str, conn_id: str, limit: int) -> bool:
+        conns = self._connections.setdefault(user_key, set())
+        if len(conns) >= limit:
+            return False
+        conns.add(conn_id)
+        return True
+
+    async def connection_release(self, user_key: str, conn_id: str) -> None:
+        conns = self._connections.get(user_key)
+        if conns is not None:
+            conns.discard(conn_id)
+            if not conns:
+                del self._connections[user_key]
+
+    async def ping(self) -> None:
+        return None
+
+
+_store: QuoteStore | None = None
+
+
+def get_store() -> QuoteStore:
+    """The process's store, built from settings on first use."""
+    global _store
+    if _store is None:
+        from django.conf import settings
+
+        if settings.REDIS_URL:
+            from feeds.redis_store import RedisStore
+
+            _store = RedisStore(settings.REDIS_URL)
+        else:
+            _store = MemoryStore()
+    return _store
+
+
+def reset_store() -> None:
+    """Forget the process's store (tests start each case with a fresh one)."""
+    global _store
+    _store = None

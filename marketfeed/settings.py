@@ -1,0 +1,208 @@
+"""Settings for marketfeed, read from the environment.
+
+With no environment at all this is the *embedded default*: SQLite under
+``var/``, the in-memory channel layer, and the ticker running inside the server
+process. ``REDIS_URL`` switches the channel layer and the quote store to Redis
+(and moves the ticker out to ``manage.py runticker``); ``DATABASE_URL``
+switches the database (PostgreSQL in production).
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from marketfeed.env import env_bool, env_float, env_int, env_list, env_redis_url, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("MARKETFEED_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def _local_secret_key() -> str:
+    """A secret generated once per checkout and kept in var/, never shipped in the code."""
+    path = VAR_DIR / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(50)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY") or _local_secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "channels",
+    "feeds",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "marketfeed.urls"
+ASGI_APPLICATION = "marketfeed.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -----------------------------------------------------------------
+
+_database_url = env_str("DATABASE_URL").strip()
+if _database_url:
+    try:
+        DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL: {exc}") from None
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "db.sqlite3",
+            # WAL lets the ticker read while an admin save writes.
+            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "timeout": 20},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- channel layer and quote store ------------------------------------------------
+
+REDIS_URL = env_redis_url("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # One member per server process (the hub), so a deep queue is cheap.
+            "CONFIG": {"capacity": 10_000},
+        }
+    }
+
+# --- the feed -------------------------------------------------------------------
+
+# Where the ticker runs: "embedded" (inside the server process), "external"
+# (a separate `manage.py runticker`), or "off" (tests drive it by hand).
+FEED_TICKER = env_str("FEED_TICKER", "external" if REDIS_URL else "embedded")
+if FEED_TICKER not in ("embedded", "external", "off"):
+    raise ImproperlyConfigured(f"FEED_TICKER={FEED_TICKER!r}: expected embedded, external or off")
+
+FEED_MAX_SYMBOLS = env_int("FEED_MAX_SYMBOLS", 1000, minimum=1)
+FEED_RATE_PER_S = env_float("FEED_RATE_PER_S", 20.0, minimum=0.001)
+FEED_RATE_BURST = env_int("FEED_RATE_BURST", 40, minimum=1)
+FEED_MAX_CONNECTIONS_PER_USER = env_int("FEED_MAX_CONNECTIONS_PER_USER", 50, minimum=1)
+FEED_MAX_FRAME_BYTES = env_int("FEED_MAX_FRAME_BYTES", 65_536, minimum=1024)
+FEED_AUTH_TIMEOUT_S = env_float("FEED_AUTH_TIMEOUT_S", 10.0, minimum=0.1)
+FEED_HEARTBEAT_S = env_float("FEED_HEARTBEAT_S", 15.0, minimum=0.1)
+# WebSocket-level pings are daphne's job; these are passed to it by `runfeed`.
+FEED_PING_INTERVAL_S = env_int("FEED_PING_INTERVAL_S", 20, minimum=1)
+FEED_PING_TIMEOUT_S = env_int("FEED_PING_TIMEOUT_S", 30, minimum=1)
+# Several messages ready for one client in the same loop turn go out as one
+# JSON-array frame (PROTOCOL.md "Frames"); off sends one message per frame.
+FEED_BATCH_FRAMES = env_bool("FEED_BATCH_FRAMES", True)
+# Above this many bytes waiting in a connection's transport buffer, that
+# client is "slow": its quotes are conflated (newest per symbol) until it drains.
+FEED_WRITE_BUFFER_BYTES = env_int("FEED_WRITE_BUFFER_BYTES", 65_536, minimum=1024)
+# Seed for the price engine; unset means a fresh random seed per start.
+FEED_SEED = env_int("FEED_SEED", 0, minimum=0) if env_str("FEED_SEED") else None
+# Simulated market seconds per real second: volatility is annualised, and at
+# 1x a 25 % stock moves less than a tick per quote. 1 is realistic time.
+FEED_TIME_SCALE = env_float("FEED_TIME_SCALE", 60.0, minimum=0.001, maximum=1e9)
+# How often the ticker re-reads instruments even without a control message
+# (changes made straight in the database, or a lost message).
+FEED_RELOAD_INTERVAL_S = env_float("FEED_RELOAD_INTERVAL_S", 1.0, minimum=0.05)
+
+# --- the usual Django bits ----------------------------------------------------------
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the app folders: no collectstatic step on a fresh machine.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "ticker"
+LOGOUT_REDIRECT_URL = "login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # Token first, so an anonymous API call gets 401 with WWW-Authenticate.
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["feeds.api.parsers.SafeJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "feeds.api.pagination.InstrumentPagination",
+    "EXCEPTION_HANDLER": "feeds.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "feeds": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django": {"handlers": ["console"], "level": "WARNING"},
+    },
+}
