@@ -146,6 +146,9 @@ FEED_BATCH_FRAMES = env_bool("FEED_BATCH_FRAMES", True)
 # Above this many bytes waiting in a connection's transport buffer, that
 # client is "slow": its quotes are conflated (newest per symbol) until it drains.
 FEED_WRITE_BUFFER_BYTES = env_int("FEED_WRITE_BUFFER_BYTES", 65_536, minimum=1024)
+# Kernel send buffer per WebSocket (SO_SNDBUF); 0 leaves Linux's autotuning,
+# which lets a stalled reader absorb up to ~4 MiB before back-pressure shows.
+FEED_SOCKET_BUFFER_BYTES = env_int("FEED_SOCKET_BUFFER_BYTES", 0, minimum=0)
 # Seed for the price engine; unset means a fresh random seed per start.
 FEED_SEED = env_int("FEED_SEED", 0, minimum=0) if env_str("FEED_SEED") else None
 # Simulated market seconds per real second: volatility is annualised, and at
@@ -169,6 +172,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns when it is missing
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -203,6 +207,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "feeds": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "django": {"handlers": ["console"], "level": "WARNING"},
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

@@ -7,3 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("feeds.urls")),
 ]
+
+# JSON errors under /api/, Django's usual pages elsewhere.
+handler404 = "feeds.api.errors.handler404"
+handler500 = "feeds.api.errors.handler500"

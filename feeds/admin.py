@@ -1,0 +1,149 @@
+"""The instrument admin: validation, search, filters, halt / resume actions.
+
+Every write goes through ``feeds.services`` so the running feed hears of it
+once the transaction commits. The DRF token admin stays as
+``rest_framework.authtoken`` registers it.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import ngettext
+
+from feeds import services
+from feeds.models import Instrument
+
+logger = logging.getLogger(__name__)
+
+
+class UpperCaseCharField(forms.CharField):
+    """A ``CharField`` that strips and upper-cases its input before any validator runs.
+
+    Doing it in ``to_python`` rather than ``clean_<field>`` matters: the model's
+    validators (an upper-case-only pattern) and the unique check must see
+    ``AAPL``, not the ``aapl`` that was typed.
+    """
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value)
+        return text.strip().upper()
+
+
+class InstrumentForm(forms.ModelForm):
+    """The instrument change form: normalises codes, one clear message per bad value.
+
+    Range rules live on the model (validators and ``Instrument.clean``) so the
+    services enforce them too; this form only adds normalisation and wording.
+    """
+
+    symbol = UpperCaseCharField(
+        max_length=20,
+        help_text="1 to 20 characters: letters, digits and . - / _ (stored upper-case).",
+        error_messages={
+            "max_length": "A symbol is at most 20 characters (this one has %(show_value)d).",
+            # Also applied to the model's unique check, which sees "AAPL" for "aapl".
+            "unique": "An instrument with this symbol already exists.",
+        },
+    )
+    currency = UpperCaseCharField(
+        max_length=3,
+        help_text="ISO 4217 code, e.g. USD (stored upper-case).",
+        error_messages={"max_length": "A currency is an ISO 4217 code of three letters."},
+    )
+    lot_size = forms.IntegerField(
+        min_value=1,
+        initial=1,
+        error_messages={"min_value": "The lot size must be at least 1."},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The columns hold 10 decimal places; show 0.01, not 0.0100000000.
+        for name in ("tick_size", "reference_price"):
+            value = self.initial.get(name)
+            if isinstance(value, Decimal):
+                self.initial[name] = format(value.normalize(), "f")
+
+    class Meta:
+        model = Instrument
+        fields = (
+            "symbol",
+            "name",
+            "exchange",
+            "asset_class",
+            "currency",
+            "tick_size",
+            "lot_size",
+            "reference_price",
+            "volatility",
+            "quote_rate",
+            "active",
+        )
+
+
+@admin.register(Instrument)
+class InstrumentAdmin(admin.ModelAdmin):
+    form = InstrumentForm
+    list_display = (
+        "symbol",
+        "name",
+        "exchange",
+        "asset_class",
+        "currency",
+        "tick_size",
+        "lot_size",
+        "reference_price",
+        "volatility",
+        "quote_rate",
+        "active",
+    )
+    list_display_links = ("symbol", "name")
+    search_fields = ("symbol", "name", "exchange")
+    search_help_text = "Symbol, name or exchange."
+    list_filter = ("asset_class", "exchange", "active")
+    ordering = ("symbol",)
+    readonly_fields = ("updated_at",)
+    actions = ("halt_selected", "resume_selected")
+    list_per_page = 100
+
+    @admin.action(description="Halt selected instruments")
+    def halt_selected(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
+        # Listed first: with the changelist filtered on "active", the queryset
+        # would no longer match the rows once they are halted.
+        selected = list(queryset)
+        changed = services.instrument_halt(instruments=selected)
+        self._report(request, changed, len(selected), "halted")
+
+    @admin.action(description="Resume selected instruments")
+    def resume_selected(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
+        selected = list(queryset)
+        changed = services.instrument_resume(instruments=selected)
+        self._report(request, changed, len(selected), "resumed")
+
+    def _report(self, request: HttpRequest, changed: int, selected: int, verb: str) -> None:
+        logger.info("admin %s %s of %s selected instruments", verb, changed, selected)
+        message = ngettext(
+            "%(count)d instrument %(verb)s.", "%(count)d instruments %(verb)s.", changed
+        ) % {"count": changed, "verb": verb}
+        unchanged = selected - changed
+        if unchanged:
+            message += " " + ngettext(
+                "%(count)d was already %(verb)s.", "%(count)d were already %(verb)s.", unchanged
+            ) % {"count": unchanged, "verb": verb if verb == "halted" else "trading"}
+        self.message_user(request, message, messages.SUCCESS if changed else messages.INFO)
+
+    def save_model(self, request: HttpRequest, obj: Instrument, form: Any, change: bool) -> None:
+        services.instrument_save(instrument=obj)
+
+    def delete_model(self, request: HttpRequest, obj: Instrument) -> None:
+        services.instrument_delete(instruments=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
+        services.instrument_delete(instruments=queryset)

@@ -1,0 +1,219 @@
+"""The REST API of PROTOCOL.md, one view per operation.
+
+Every view but ``TokenCreateApi`` needs an authenticated user (token or
+session, from the ``REST_FRAMEWORK`` defaults): anonymous calls are
+``401 {"detail": ...}``. Symbols in URLs and query strings are matched
+case-insensitively (upper-cased, as the wire protocol answers them) and may
+contain ``/``. Latest quotes come from the quote store, never the database;
+the database only says which symbols exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.contrib.auth import authenticate
+from django.db.models import Q, QuerySet
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.authtoken.models import Token
+from rest_framework.parsers import FormParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from feeds import services
+from feeds.api.pagination import InstrumentPagination
+from feeds.api.parsers import SafeJSONParser
+from feeds.api.serializers import (
+    InstrumentFilterSerializer,
+    InstrumentOutputSerializer,
+    TokenInputSerializer,
+    TokenOutputSerializer,
+)
+from feeds.models import SYMBOL_PATTERN, Instrument
+from feeds.protocol import quote_fields
+from feeds.store import get_store
+
+logger = logging.getLogger(__name__)
+
+_SYMBOL = re.compile(SYMBOL_PATTERN)
+# Twisted drops request heads over 16 KiB (PITFALLS.md), so daphne never
+# delivers this many; the cap bounds the work under any other server.
+MAX_QUOTE_SYMBOLS = 10_000
+
+
+class BadCredentials(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "Unable to log in with the provided credentials."
+    default_code = "invalid_credentials"
+
+
+class UnknownSymbols(exceptions.APIException):
+    """400 naming every unknown symbol of a ``?symbols=`` list."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "unknown_symbol"
+
+    def __init__(self, symbols: list[str]) -> None:
+        super().__init__({"detail": f"unknown symbol(s): {', '.join(symbols)}", "symbols": symbols})
+
+
+def normalize_symbol(raw: str) -> str:
+    return raw.strip().upper()
+
+
+def is_symbol(symbol: str) -> bool:
+    """Whether ``symbol`` could be an instrument at all (checked before any query).
+
+    Besides saving a query, this keeps NUL and other bytes some databases
+    refuse out of SQL parameters.
+    """
+    return _SYMBOL.fullmatch(symbol) is not None
+
+
+def _instrument_or_404(raw_symbol: str) -> Instrument:
+    symbol = normalize_symbol(raw_symbol)
+    if is_symbol(symbol):
+        instrument = Instrument.objects.filter(symbol=symbol).first()
+        if instrument is not None:
+            return instrument
+    raise Http404(f"unknown symbol: {symbol}")
+
+
+def _latest_quotes(symbols: list[str]) -> dict[str, tuple[int, str]]:
+    # The store is async (shared with the consumers); DRF views are sync.
+    return async_to_sync(get_store().latest)(symbols)
+
+
+class TokenCreateApi(APIView):
+    """POST /api/token/ ``{"username", "password"}`` → ``{"token": "..."}``.
+
+    The user's one DRF token, created on first use. JSON or form-encoded body.
+    Missing fields, bad credentials (or an inactive user) and any malformed or
+    hostile body are 400 ``{"detail": ...}``. The only anonymous endpoint.
+    """
+
+    # No authentication at all: SessionAuthentication would demand a CSRF
+    # token from a browser that happens to be logged in.
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    parser_classes = (SafeJSONParser, FormParser)
+
+    def post(self, request: Request) -> Response:
+        data = TokenInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        username = data.validated_data["username"]
+        user = authenticate(
+            request._request, username=username, password=data.validated_data["password"]
+        )
+        if user is None:
+            logger.info("token refused for username %r: bad credentials", username)
+            raise BadCredentials()
+        token, created = Token.objects.get_or_create(user=user)
+        logger.info("token %s for user %s", "created" if created else "handed out", user.pk)
+        return Response(TokenOutputSerializer({"token": token.key}).data)
+
+
+def _instruments_matching(filters: dict[str, Any]) -> QuerySet[Instrument]:
+    queryset = Instrument.objects.order_by("symbol")
+    search = filters.get("search")
+    if search:
+        queryset = queryset.filter(Q(symbol__icontains=search) | Q(name__icontains=search))
+    if filters.get("asset_class"):
+        queryset = queryset.filter(asset_class=filters["asset_class"])
+    if filters.get("active") is not None:
+        queryset = queryset.filter(active=filters["active"])
+    return queryset
+
+
+class InstrumentListApi(APIView):
+    """GET /api/instruments/: every instrument, by symbol, paginated.
+
+    ``?search=`` matches symbol or name (case-insensitive substring),
+    ``?asset_class=`` one of the asset classes, ``?active=true|false``; an
+    invalid filter value is 400. Pages: ``InstrumentPagination``.
+    """
+
+    def get(self, request: Request) -> Response:
+        filters = InstrumentFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = _instruments_matching(filters.validated_data)
+        paginator = InstrumentPagination()
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        return paginator.get_paginated_response(InstrumentOutputSerializer(page, many=True).data)
+
+
+class InstrumentDetailApi(APIView):
+    """GET /api/instruments/{symbol}/: one instrument, or 404 for an unknown symbol."""
+
+    def get(self, request: Request, symbol: str) -> Response:
+        return Response(InstrumentOutputSerializer(_instrument_or_404(symbol)).data)
+
+
+def _requested_symbols(values: Iterable[str]) -> list[str]:
+    """``?symbols=A,B`` (possibly repeated) as upper-case symbols, in order, once each."""
+    seen: dict[str, None] = {}
+    for value in values:
+        for item in value.split(","):
+            symbol = normalize_symbol(item)
+            if symbol:
+                seen.setdefault(symbol, None)
+    return list(seen)
+
+
+class QuoteListApi(APIView):
+    """GET /api/quotes/?symbols=A,B: the latest quote of each symbol, as a list.
+
+    Each element is a ``quote`` message's fields less ``type``. With
+    ``symbols`` the list follows the order asked (duplicates removed); without
+    it, every active instrument by symbol. A known symbol with no quote yet
+    (the ticker has not quoted it since the store started) is left out of the
+    list rather than failing the request. An empty ``symbols``, more than
+    ``MAX_QUOTE_SYMBOLS`` of them, or any unknown symbol is 400; the last
+    names them all: ``{"detail": "unknown symbol(s): X, Y", "symbols": [...]}``.
+    """
+
+    def get(self, request: Request) -> Response:
+        if "symbols" in request.query_params:
+            symbols = self._known(_requested_symbols(request.query_params.getlist("symbols")))
+        else:
+            symbols = list(
+                services.instruments_active().order_by("symbol").values_list("symbol", flat=True)
+            )
+        latest = _latest_quotes(symbols)
+        return Response([quote_fields(latest[s][1]) for s in symbols if s in latest])
+
+    @staticmethod
+    def _known(symbols: list[str]) -> list[str]:
+        if not symbols:
+            raise exceptions.ValidationError({"symbols": ["Give at least one symbol: A,B,..."]})
+        if len(symbols) > MAX_QUOTE_SYMBOLS:
+            raise exceptions.ValidationError(
+                {"symbols": [f"At most {MAX_QUOTE_SYMBOLS} symbols per request."]}
+            )
+        known = services.instruments_active_by_symbol(s for s in symbols if is_symbol(s))
+        unknown = [s for s in symbols if s not in known]
+        if unknown:
+            raise UnknownSymbols(unknown)
+        return symbols
+
+
+class QuoteDetailApi(APIView):
+    """GET /api/quotes/{symbol}/: the latest quote of one symbol.
+
+    404 for an unknown symbol, and 404 saying so for a known symbol that has
+    no quote yet.
+    """
+
+    def get(self, request: Request, symbol: str) -> Response:
+        instrument = _instrument_or_404(symbol)
+        latest = _latest_quotes([instrument.symbol])
+        if instrument.symbol not in latest:
+            raise Http404(f"no quote yet for {instrument.symbol}")
+        return Response(quote_fields(latest[instrument.symbol][1]))

@@ -1,0 +1,91 @@
+"""GET /healthz: does this process reach everything it needs to serve the feed?
+
+200 ``{"status": "ok", "database": "ok", "channel_layer": "ok", "store": "ok"}``
+when all three answer; otherwise 503 with ``"status": "unavailable"`` and each
+failing part marked ``"unavailable"``. The body never carries an error message
+or traceback (it is unauthenticated); the log says what went wrong. An async
+view, so under daphne the layer and store checks run on the server's own event
+loop, where the consumers use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from feeds.store import get_store
+
+logger = logging.getLogger(__name__)
+
+# A load balancer polls this; a part slower than this is as good as down.
+CHECK_TIMEOUT_S = 2.0
+# A group nobody joins: sending to it is a real round trip to the layer's
+# backend (Redis PUBLISH / a script) that leaves nothing behind, unlike a send
+# to a throwaway channel, which sits in the layer until it expires.
+HEALTH_GROUP = "feed.healthz"
+
+OK = "ok"
+UNAVAILABLE = "unavailable"
+
+
+def _database_check() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+async def check_database() -> None:
+    await sync_to_async(_database_check)()
+
+
+async def check_channel_layer() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured")
+    await layer.group_send(HEALTH_GROUP, {"type": "health.check"})
+
+
+async def check_store() -> None:
+    await get_store().ping()
+
+
+CHECKS: dict[str, Callable[[], Awaitable[None]]] = {
+    "database": check_database,
+    "channel_layer": check_channel_layer,
+    "store": check_store,
+}
+
+
+async def _run(name: str, check: Callable[[], Awaitable[None]]) -> str:
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+    except asyncio.CancelledError:
+        raise
+    except TimeoutError:
+        logger.warning("healthz: %s did not answer within %.1f s", name, CHECK_TIMEOUT_S)
+        return UNAVAILABLE
+    except Exception as exc:
+        logger.warning("healthz: %s failed: %s: %s", name, type(exc).__name__, exc)
+        return UNAVAILABLE
+    return OK
+
+
+@never_cache
+@require_safe
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database, the channel layer and the quote store all answer, else 503."""
+    names = list(CHECKS)
+    results = await asyncio.gather(*(_run(name, CHECKS[name]) for name in names))
+    body = dict(zip(names, results, strict=True))
+    healthy = all(result == OK for result in results)
+    return JsonResponse(
+        {"status": OK if healthy else UNAVAILABLE, **body}, status=200 if healthy else 503
+    )

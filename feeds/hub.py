@@ -1,0 +1,244 @@
+"""Per-process fan-out: one channel-layer member per server process.
+
+The ticker publishes each quote once, to the group of its instrument. Rather
+than adding every WebSocket connection to the groups (the layer would then
+copy each quote once per subscriber), the process's ``Hub`` joins a group when
+its first local connection subscribes to that symbol and leaves it when the
+last one goes. Group membership still decides which process gets a quote; a
+local registry decides which of its connections do. A quote thus costs one
+layer message per process, and its pre-encoded text is handed to each
+subscriber's outbox as it is.
+
+The hub also owns the flush loop (one pass per event-loop turn that produced
+work, so messages that arrive together leave together) and the heartbeat sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+
+from feeds import protocol
+from feeds.groups import SERVERS_CONTROL_GROUP, group_for_symbol
+from feeds.outbox import Outbox
+
+logger = logging.getLogger(__name__)
+
+# channels-redis forgets group members after a day (group_expiry): rejoin well before.
+GROUP_REFRESH_S = 3600.0
+RECEIVE_BACKOFF_MAX_S = 5.0
+
+
+class Subscriber(Protocol):
+    """What the hub needs of a connection (QuoteConsumer)."""
+
+    outbox: Outbox
+
+    def deliver_quote(self, symbol: str, seq: int, text: str) -> None: ...
+
+    def deliver_status(self, symbol: str, text: str) -> None: ...
+
+    def on_server_event(self, event: dict[str, Any]) -> None: ...
+
+
+class Hub:
+    def __init__(self, *, heartbeat_s: float) -> None:
+        self.layer = get_channel_layer()
+        self.heartbeat_s = heartbeat_s
+        self.channel: str | None = None
+        self.connections: dict[Subscriber, None] = {}
+        self.members: dict[str, dict[Subscriber, None]] = {}
+        self._joined: set[str] = set()
+        self._group_lock = asyncio.Lock()
+        self._ready: list[Outbox] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started: asyncio.Future[None] | None = None
+        self.quotes_received = 0
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the hub's channel and start its loops; safe to call many times."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                self.channel = await self.layer.new_channel("hub.")
+                await self.layer.group_add(SERVERS_CONTROL_GROUP, self.channel)
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                self._started.exception()  # mark retrieved; callers re-raise below
+                self._started = None
+                raise
+            self._tasks = [
+                asyncio.create_task(self._receive_loop(), name="hub-receive"),
+                asyncio.create_task(self._flush_loop(), name="hub-flush"),
+                asyncio.create_task(self._sweep_loop(), name="hub-sweep"),
+            ]
+            self._started.set_result(None)
+        await asyncio.shield(self._started)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # --- registry ------------------------------------------------------------------------
+
+    def register(self, conn: Subscriber) -> None:
+        self.connections[conn] = None
+
+    async def unregister(self, conn: Subscriber, symbols: Iterable[str]) -> None:
+        self.connections.pop(conn, None)
+        await self.leave(conn, symbols)
+
+    async def join(self, conn: Subscriber, symbols: Iterable[str]) -> None:
+        """Route quotes of ``symbols`` to ``conn``; returns once the process is in their groups."""
+        need = []
+        for symbol in symbols:
+            self.members.setdefault(symbol, {})[conn] = None
+            if symbol not in self._joined:
+                need.append(symbol)
+        if need:
+            await self._sync_groups(need)
+
+    async def leave(self, conn: Subscriber, symbols: Iterable[str]) -> None:
+        """Stop routing ``symbols`` to ``conn`` at once; leave groups nobody here needs."""
+        stale = []
+        for symbol in symbols:
+            members = self.members.get(symbol)
+            if members is not None:
+                members.pop(conn, None)
+                if not members:
+                    del self.members[symbol]
+                    stale.append(symbol)
+        if stale:
+            await self._sync_groups(stale)
+
+    async def _sync_groups(self, symbols: list[str]) -> None:
+        async with self._group_lock:
+            join = [s for s in symbols if s in self.members and s not in self._joined]
+            drop = [s for s in symbols if s not in self.members and s in self._joined]
+            await asyncio.gather(
+                *(self.layer.group_add(group_for_symbol(s), self.channel) for s in join),
+                *(self.layer.group_discard(group_for_symbol(s), self.channel) for s in drop),
+            )
+            self._joined.update(join)
+            self._joined.difference_update(drop)
+
+    # --- the hot path ------------------------------------------------------------------------
+
+    def schedule(self, outbox: Outbox) -> None:
+        """Outbox callback: it has messages for the next flush."""
+        self._ready.append(outbox)
+        if len(self._ready) == 1:
+            self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ready, self._ready = self._ready, []
+            for outbox in ready:
+                try:
+                    await outbox.flush()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one broken connection must not stop the others
+                    logger.exception("flush to one connection failed")
+
+    async def _receive_loop(self) -> None:
+        backoff = 0.1
+        layer, channel = self.layer, self.channel
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("hub: channel layer receive failed (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RECEIVE_BACKOFF_MAX_S)
+                continue
+            backoff = 0.1
+            try:
+                self._dispatch(message)
+            except Exception:
+                logger.exception("hub: could not handle a layer message of type %r", message.get("type"))
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "quote":
+            self.quotes_received += 1
+            symbol = message["s"]
+            members = self.members.get(symbol)
+            if members:
+                seq, text = message["q"], message["t"]
+                for conn in members:
+                    conn.deliver_quote(symbol, seq, text)
+        elif kind == "status":
+            symbol = message["s"]
+            for conn in list(self.members.get(symbol, ())):
+                conn.deliver_status(symbol, message["t"])
+        else:
+            for conn in list(self.connections):
+                conn.on_server_event(message)
+
+    async def _sweep_loop(self) -> None:
+        """Heartbeats for quiet connections, and periodic group re-joins."""
+        interval = min(1.0, self.heartbeat_s / 4)
+        next_refresh = time.monotonic() + GROUP_REFRESH_S
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            due = now - self.heartbeat_s
+            text = None
+            for conn in self.connections:
+                outbox = conn.outbox
+                if outbox.last_sent <= due and not outbox.scheduled:
+                    text = text or protocol.heartbeat(time.time_ns() // 1000)
+                    outbox.last_sent = now  # a held heartbeat counts; don't stack them
+                    outbox.control(text)
+            if now >= next_refresh:
+                next_refresh = now + GROUP_REFRESH_S
+                await self._refresh_groups()
+
+    async def _refresh_groups(self) -> None:
+        try:
+            async with self._group_lock:
+                await asyncio.gather(
+                    *(self.layer.group_add(group_for_symbol(s), self.channel) for s in self._joined),
+                    self.layer.group_add(SERVERS_CONTROL_GROUP, self.channel),
+                )
+        except Exception as exc:
+            logger.warning("hub: could not refresh group membership (%s)", exc)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+async def get_hub() -> Hub:
+    """The running event loop's hub, started on first use."""
+    from django.conf import settings
+
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub(heartbeat_s=settings.FEED_HEARTBEAT_S)
+    await hub.start()
+    return hub
+
+
+def current_hub() -> Hub | None:
+    """The running loop's hub if one was started (for health and metrics)."""
+    try:
+        return _hubs.get(asyncio.get_running_loop())
+    except RuntimeError:
+        return None

@@ -1,0 +1,119 @@
+"""The per-connection outbox: what is waiting to be written to one client.
+
+Policy, in one place:
+
+- While the client keeps up (its transport buffer is below the high-water
+  mark), every message is queued in arrival order and written at the next
+  flush. A flush writes everything queued since the last one; with batching on,
+  several messages go out as one JSON-array frame.
+- While the client is slow (the transport said "pause"), quotes are
+  *conflated*: only the newest quote per symbol is held, and a newer one
+  replaces the held one and moves to the back, so the client later sees a
+  ``seq`` gap, never a stale or reordered quote. Other messages (replies,
+  status, heartbeats) are never dropped; they keep their place in the order.
+  The held set is bounded by the number of symbols subscribed plus the control
+  messages, which the request rate limit bounds.
+- When the transport drains ("resume"), the held messages are queued in their
+  order and flushed.
+
+The outbox knows nothing of sockets: ``send`` writes one frame, and
+``on_ready`` tells whoever flushes (the hub) that this outbox has work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+
+Send = Callable[[str], Awaitable[None]]
+
+
+class Outbox:
+    __slots__ = (
+        "_batch_frames",
+        "_control_keys",
+        "_held",
+        "_on_ready",
+        "_queued",
+        "_send",
+        "conflated",
+        "last_sent",
+        "paused",
+        "scheduled",
+    )
+
+    def __init__(
+        self, *, send: Send, on_ready: Callable[[Outbox], None], batch_frames: bool
+    ) -> None:
+        self._send = send
+        self._on_ready = on_ready
+        self._batch_frames = batch_frames
+        self._queued: list[str] = []
+        # Insertion-ordered: symbol -> newest quote text, or int -> control text.
+        self._held: dict[str | int, str] = {}
+        self._control_keys = itertools.count()
+        self.paused = False
+        self.scheduled = False
+        self.conflated = 0  # quotes replaced while held: the client's seq gaps
+        self.last_sent = time.monotonic()
+
+    def quote(self, symbol: str, text: str) -> None:
+        """Queue a quote, or hold it as the symbol's newest while the client is slow."""
+        if self.paused:
+            held = self._held
+            if held.pop(symbol, None) is not None:
+                self.conflated += 1
+            held[symbol] = text
+            return
+        self._queued.append(text)
+        if not self.scheduled:
+            self.scheduled = True
+            self._on_ready(self)
+
+    def control(self, text: str) -> None:
+        """Queue a message that is never conflated (replies, status, heartbeat)."""
+        if self.paused:
+            self._held[next(self._control_keys)] = text
+            return
+        self._queued.append(text)
+        if not self.scheduled:
+            self.scheduled = True
+            self._on_ready(self)
+
+    def forget(self, symbol: str) -> None:
+        """Drop a held quote of a symbol the client just unsubscribed from."""
+        self._held.pop(symbol, None)
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        if self._held:
+            self._queued.extend(self._held.values())
+            self._held.clear()
+        if self._queued and not self.scheduled:
+            self.scheduled = True
+            self._on_ready(self)
+
+    @property
+    def pending(self) -> int:
+        """Messages waiting, queued or held."""
+        return len(self._queued) + len(self._held)
+
+    async def flush(self) -> None:
+        """Write everything queued; called by the hub once per loop turn with work."""
+        self.scheduled = False
+        queued = self._queued
+        if not queued:
+            return
+        self._queued = []
+        self.last_sent = time.monotonic()
+        if len(queued) == 1:
+            await self._send(queued[0])
+        elif self._batch_frames:
+            await self._send("[" + ",".join(queued) + "]")
+        else:
+            for text in queued:
+                await self._send(text)

@@ -1,0 +1,288 @@
+"""The ticker: the feed's clock and its only publisher.
+
+For every active instrument it runs the price engine at the instrument's quote
+rate, numbers each quote (``seq``, per symbol, kept in the store so it never
+goes backwards), encodes it once, saves it to the quote store and only then
+publishes it to the instrument's channel-layer group. It also publishes
+``status`` when an instrument is halted or resumed.
+
+It reloads the instruments when told to (a control message sent on commit by
+``feeds.services``) and polls a cheap fingerprint as a safety net. The same
+``Ticker`` runs inside the server process (embedded default) or alone under
+``manage.py runticker``; ``start()`` / ``stop()`` are the whole lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from feeds import engine, protocol
+from feeds.engine import InstrumentSpec, MarketState
+from feeds.groups import TICKER_CONTROL_GROUP, group_for_symbol
+from feeds.protocol import State
+from feeds.services import INSTRUMENTS_CHANGED, ListedInstrument
+from feeds.store import QuoteStore
+
+logger = logging.getLogger(__name__)
+
+MAX_IDLE_S = 0.25  # the loop wakes at least this often to notice reloads and stops
+CATCH_UP_LIMIT_S = 0.5  # after a stall, skip ahead rather than burst out old quotes
+FAILURE_BACKOFF_S = 1.0
+
+Loader = Callable[[], Awaitable[list[ListedInstrument]]]
+Fingerprint = Callable[[], Awaitable[object]]
+
+
+@dataclass(slots=True)
+class Book:
+    """One instrument's running state inside the ticker."""
+
+    spec: InstrumentSpec
+    state: MarketState
+    rng: random.Random
+    seq: int
+    due: float  # clock time of the next quote
+    stamp: float  # clock time of the last step
+    failures: int = 0
+
+
+@dataclass(order=True, slots=True)
+class _Due:
+    due: float
+    symbol: str = field(compare=False)
+
+
+class Ticker:
+    def __init__(
+        self,
+        *,
+        layer: Any,
+        store: QuoteStore,
+        load: Loader,
+        fingerprint: Fingerprint,
+        seed: int | None = None,
+        time_scale: float = 1.0,
+        reload_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.layer = layer
+        self.store = store
+        self._load = load
+        self._fingerprint = fingerprint
+        self.seed = random.randrange(2**63) if seed is None else seed
+        self.time_scale = time_scale
+        self.reload_interval_s = reload_interval_s
+        self.clock = clock
+        self.books: dict[str, Book] = {}
+        self._heap: list[_Due] = []
+        self._known_fingerprint: object = None
+        self._reload_now = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._control_channel: str | None = None
+        self.published = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load instruments and start publishing; returns once the first load is done."""
+        await self.reload(initial=True)
+        self._control_channel = await self.layer.new_channel("ticker.")
+        await self.layer.group_add(TICKER_CONTROL_GROUP, self._control_channel)
+        self._tasks = [
+            asyncio.create_task(self._run(), name="ticker-run"),
+            asyncio.create_task(self._control_loop(), name="ticker-control"),
+            asyncio.create_task(self._poll_loop(), name="ticker-poll"),
+        ]
+        logger.info("ticker started: %d instruments, seed %d", len(self.books), self.seed)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        if self._control_channel is not None:
+            try:
+                await self.layer.group_discard(TICKER_CONTROL_GROUP, self._control_channel)
+            except Exception:
+                logger.debug("could not leave the control group", exc_info=True)
+
+    # --- instruments -----------------------------------------------------------------------
+
+    async def reload(self, *, initial: bool = False) -> None:
+        """Bring the running set of books in line with the instrument table."""
+        self._known_fingerprint = await self._fingerprint()
+        listed = {item.spec.symbol: item for item in await self._load()}
+        now = self.clock()
+        going = [s for s in self.books if s not in listed or not listed[s].active]
+        coming = [s for s, item in listed.items() if item.active and s not in self.books]
+        for symbol in going:
+            del self.books[symbol]
+        for symbol, item in listed.items():
+            book = self.books.get(symbol)
+            if book is not None and book.spec != item.spec:
+                self._respec(book, item.spec)
+        if coming:
+            await self._open_books([listed[s].spec for s in coming], now)
+        if not initial:  # at start-up nothing changed for anyone
+            for symbol in going:
+                await self._publish_status(symbol, State.HALTED)
+            for symbol in coming:
+                await self._publish_status(symbol, State.TRADING)
+        if going or coming:
+            logger.info(
+                "instruments reloaded: %d ticking, halted %s, started %s",
+                len(self.books),
+                sorted(going) or "none",
+                sorted(coming) or "none",
+            )
+
+    async def _open_books(self, specs: list[InstrumentSpec], now: float) -> None:
+        latest = await self.store.latest([spec.symbol for spec in specs])
+        for spec in specs:
+            rng = random.Random(f"{self.seed}:{spec.symbol}")
+            seq, text = latest.get(spec.symbol, (0, ""))
+            state = _state_from_quote(spec, text) if text else None
+            if state is None:
+                state = engine.initial_state(spec, rng)
+            book = Book(spec=spec, state=state, rng=rng, seq=seq, due=now, stamp=now)
+            book.due = now + engine.next_interval(spec, rng)
+            self.books[spec.symbol] = book
+            heapq.heappush(self._heap, _Due(book.due, spec.symbol))
+
+    def _respec(self, book: Book, spec: InstrumentSpec) -> None:
+        old = book.spec
+        book.spec = spec
+        if spec.tick_size != old.tick_size:
+            book.state = engine.rescale(spec, book.state, old.tick_size)
+        if spec.quote_rate != old.quote_rate:
+            book.due = self.clock() + engine.next_interval(spec, book.rng)
+            heapq.heappush(self._heap, _Due(book.due, spec.symbol))
+
+    # --- publishing ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the store or the layer is down: say so, back off, go on
+                logger.warning("ticker: publishing failed (%s); retrying in %.1f s", exc, FAILURE_BACKOFF_S)
+                await asyncio.sleep(FAILURE_BACKOFF_S)
+                continue
+            await asyncio.sleep(self._idle_time())
+
+    def _idle_time(self) -> float:
+        heap = self._heap
+        while heap and (heap[0].symbol not in self.books or self.books[heap[0].symbol].due != heap[0].due):
+            heapq.heappop(heap)  # stale entry of a halted or rescheduled book
+        if not heap:
+            return MAX_IDLE_S
+        return min(MAX_IDLE_S, max(0.0, heap[0].due - self.clock()))
+
+    def step_due(self, now: float) -> list[tuple[str, int, str]]:
+        """Step every book whose quote is due and return ``(symbol, seq, text)`` in time order."""
+        out: list[tuple[str, int, str]] = []
+        heap = self._heap
+        ts_us = int(now * 1_000_000)
+        while heap and heap[0].due <= now:
+            entry = heapq.heappop(heap)
+            book = self.books.get(entry.symbol)
+            if book is None or book.due != entry.due:
+                continue
+            try:
+                dt_years = max(now - book.stamp, 1e-6) * self.time_scale / engine.SECONDS_PER_YEAR
+                book.state = engine.step(book.spec, book.state, book.rng, dt_years)
+                text = protocol.encode_quote(engine.quote_of(book.spec, book.state, ts_us), book.seq + 1)
+            except Exception:  # one bad instrument never stops the feed
+                book.failures += 1
+                logger.exception("ticker: %s failed to step (%d in a row)", entry.symbol, book.failures)
+                book.due = now + FAILURE_BACKOFF_S * min(book.failures, 30)
+            else:
+                book.failures = 0
+                book.seq += 1
+                book.stamp = now
+                out.append((entry.symbol, book.seq, text))
+                book.due = max(book.due, now - CATCH_UP_LIMIT_S) + engine.next_interval(book.spec, book.rng)
+            heapq.heappush(heap, _Due(book.due, entry.symbol))
+        return out
+
+    async def tick(self) -> int:
+        """Publish every quote that is due now; returns how many."""
+        quotes = self.step_due(self.clock())
+        if not quotes:
+            return 0
+        await self.store.save(quotes)
+        send = self.layer.group_send
+        for symbol, seq, text in quotes:
+            await send(group_for_symbol(symbol), {"type": "quote", "s": symbol, "q": seq, "t": text})
+        self.published += len(quotes)
+        return len(quotes)
+
+    async def _publish_status(self, symbol: str, state: State) -> None:
+        text = protocol.status(symbol, state)
+        await self.layer.group_send(group_for_symbol(symbol), {"type": "status", "s": symbol, "t": text})
+
+    # --- control -----------------------------------------------------------------------------
+
+    async def _control_loop(self) -> None:
+        assert self._control_channel is not None
+        while True:
+            try:
+                message = await self.layer.receive(self._control_channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("ticker: control receive failed (%s)", exc)
+                await asyncio.sleep(FAILURE_BACKOFF_S)
+                continue
+            if message.get("type") == INSTRUMENTS_CHANGED:
+                self._reload_now.set()
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._reload_now.wait(), self.reload_interval_s)
+            except TimeoutError:
+                pass
+            forced = self._reload_now.is_set()
+            self._reload_now.clear()
+            try:
+                if forced or await self._fingerprint() != self._known_fingerprint:
+                    await self.reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database is away: keep ticking what we have
+                logger.warning("ticker: could not reload instruments (%s)", exc)
+
+
+def _state_from_quote(spec: InstrumentSpec, text: str) -> MarketState | None:
+    """Resume a book from its last published quote, so a restart does not jump the price."""
+    try:
+        fields = json.loads(text)
+        tick = spec.tick
+        bid, ask = round(fields["bid"] / tick), round(fields["ask"] / tick)
+        if not 0 < bid < ask:
+            return None
+        base = engine.initial_state(spec, random.Random(0))
+        return replace(
+            base,
+            mid=(fields["bid"] + fields["ask"]) / 2,
+            bid=bid,
+            ask=ask,
+            bid_size=int(fields["bid_size"]),
+            ask_size=int(fields["ask_size"]),
+            last=max(1, round(fields["last"] / tick)),
+            last_size=int(fields["last_size"]),
+            volume=int(fields["volume"]),
+        )
+    except (ValueError, KeyError, TypeError, ZeroDivisionError):
+        return None

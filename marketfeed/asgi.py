@@ -1,0 +1,69 @@
+"""The ASGI application: HTTP to Django; WebSocket through origin check and auth to the feed.
+
+``daphne marketfeed.asgi:application`` serves the complete feed. In the
+embedded default the ticker starts inside this process as soon as the server's
+event loop runs (daphne: when the Twisted reactor starts; any other server: at
+the first request).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketfeed.settings")
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+try:
+    from django.core.asgi import get_asgi_application
+
+    django_application = get_asgi_application()
+except ImproperlyConfigured as exc:
+    # One clear line for a bad setting, not a traceback from inside the server.
+    print(f"marketfeed: configuration error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from feeds import runtime  # noqa: E402
+from feeds.auth import OriginValidator, TokenAuthMiddleware  # noqa: E402
+from feeds.consumers import QuoteConsumer  # noqa: E402
+
+websocket_application = OriginValidator(
+    AuthMiddlewareStack(TokenAuthMiddleware(URLRouter([path("ws/quotes/", QuoteConsumer.as_asgi())])))
+)
+
+router = ProtocolTypeRouter({"http": django_application, "websocket": websocket_application})
+
+
+async def application(scope, receive, send):  # type: ignore[no-untyped-def]
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    runtime.ensure_embedded()
+    return await router(scope, receive, send)
+
+
+async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            runtime.ensure_embedded()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _start_with_reactor() -> None:
+    """Under daphne, start the embedded ticker when the reactor (and its loop) runs."""
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(runtime.ensure_embedded)
+
+
+_start_with_reactor()
