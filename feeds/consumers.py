@@ -34,7 +34,7 @@ from feeds.outbox import Outbox
 from feeds.protocol import CloseCode, ErrorCode, ProtocolError, State
 from feeds.services import instruments_active_by_symbol
 from feeds.store import QuoteStore, get_store
-from feeds.transport import Transport, attach
+from feeds.transport import SERVER_SEND, Transport, attach
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,10 @@ class ConnState(enum.Enum):
     CLOSED = "closed"
 
 
-lookup_instruments = database_sync_to_async(instruments_active_by_symbol)
+@database_sync_to_async
+def lookup_instruments(symbols: list[str] | tuple[str, ...]) -> dict[str, bool]:
+    """``{symbol: active}`` of the known ones; text that cannot be a symbol never reaches SQL."""
+    return instruments_active_by_symbol(s for s in symbols if protocol.is_symbol(s))
 
 
 class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
@@ -61,7 +64,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         self.hub: Hub | None = None
         self.store: QuoteStore = get_store()
         self.transport: Transport = attach(
-            send,
+            scope.get(SERVER_SEND, send),
             buffer_bytes=settings.FEED_WRITE_BUFFER_BYTES,
             socket_buffer_bytes=settings.FEED_SOCKET_BUFFER_BYTES,
         )

@@ -139,11 +139,12 @@ def quote_of(spec: InstrumentSpec, state: MarketState, ts_us: int) -> Quote:
 def rescale(spec: InstrumentSpec, state: MarketState, old_tick: Decimal) -> MarketState:
     """Carry a state over to a new tick size (an admin edit), keeping its prices."""
     ratio = float(old_tick) / spec.tick
-    bid = max(1, round(state.bid * ratio))
+    # Outward rounding keeps both sides within one new tick and never crosses them.
+    bid = max(1, math.floor(state.bid * ratio + 1e-9))
     return replace(
         state,
         bid=bid,
-        ask=max(bid + 1, round(state.ask * ratio)),
+        ask=max(bid + 1, math.ceil(state.ask * ratio - 1e-9)),
         last=max(1, round(state.last * ratio)),
     )
 

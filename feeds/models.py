@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-SYMBOL_PATTERN = r"^[A-Z0-9.\-/_]{1,20}$"
+from feeds.protocol import SYMBOL_PATTERN
+
 symbol_validator = RegexValidator(
     SYMBOL_PATTERN,
     "A symbol is 1 to 20 characters: upper-case letters, digits and . - / _",

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from feeds.engine import Quote
 
 PROTOCOL_VERSION = 1
+# The instrument symbol rule (feeds.models validates with it too).
+SYMBOL_PATTERN = r"^[A-Z0-9.\-/_]{1,20}$"
+_SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 OPS = ("subscribe", "unsubscribe", "list", "ping", "auth")
 
 
@@ -98,6 +102,11 @@ class Auth:
 
 
 Request = Subscribe | Unsubscribe | ListSubscriptions | Ping | Auth
+
+
+def is_symbol(text: str) -> bool:
+    """True when ``text`` could name an instrument (it may still be unknown)."""
+    return _SYMBOL_RE.fullmatch(text) is not None
 
 
 def _reject_constant(name: str) -> Any:

@@ -26,6 +26,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
+# Scope key under which the ASGI app keeps the server's own ``send``.
+SERVER_SEND = "marketfeed.server_send"
+
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
 

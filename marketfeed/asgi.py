@@ -31,6 +31,7 @@ from django.urls import path  # noqa: E402
 from feeds import runtime  # noqa: E402
 from feeds.auth import OriginValidator, TokenAuthMiddleware  # noqa: E402
 from feeds.consumers import QuoteConsumer  # noqa: E402
+from feeds.transport import SERVER_SEND  # noqa: E402
 
 websocket_application = OriginValidator(
     AuthMiddlewareStack(TokenAuthMiddleware(URLRouter([path("ws/quotes/", QuoteConsumer.as_asgi())])))
@@ -43,6 +44,10 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
     runtime.ensure_embedded()
+    if scope["type"] == "websocket":
+        # Session middleware wraps ``send``; the consumer needs the server's own
+        # to reach the transport (feeds.transport).
+        scope = dict(scope, **{SERVER_SEND: send})
     return await router(scope, receive, send)
 
 
@@ -63,7 +68,8 @@ def _start_with_reactor() -> None:
         return
     from twisted.internet import reactor
 
-    reactor.callWhenRunning(runtime.ensure_embedded)
+    # Startup callbacks run before the asyncio loop spins; callLater(0) runs inside it.
+    reactor.callWhenRunning(reactor.callLater, 0, runtime.ensure_embedded)
 
 
 _start_with_reactor()

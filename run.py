@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""One entry point that needs only Python 3.11+: set up, then run the feed or its tests.
+
+    python3 run.py          # the feed on http://127.0.0.1:8000 (embedded default)
+    python3 run.py test     # the whole test suite
+    python3 run.py PORT=9000 ...   (or set PORT / HOST in the environment)
+
+The first run makes .venv/ and installs the pinned requirements; later runs
+reuse it (and reinstall only when a requirements file changed). Only the
+standard library is used until the virtual environment exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+REQUIREMENTS = ROOT / "requirements-dev.txt"
+
+
+def ensure_venv() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("marketfeed needs Python 3.11 or newer")
+    if not PY.exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / ".requirements.sha256"
+    digest = hashlib.sha256(
+        b"".join(p.read_bytes() for p in sorted(ROOT.glob("requirements*.txt")))
+    ).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        print("installing pinned requirements ...", flush=True)
+        subprocess.run(
+            [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
+            check=True,
+        )
+        stamp.write_text(digest)
+
+
+def manage(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(PY), "manage.py", *args], cwd=ROOT, check=True, text=True, capture_output=True)
+
+
+def serve() -> int:
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = os.environ.get("PORT", "8000")
+    manage("migrate", "--noinput")
+    token = manage("feeduser", "demo", "--password", "demo-pass-123").stdout.strip().splitlines()[-1]
+    print(
+        f"\n  marketfeed on http://{host}:{port}/   (Ctrl-C stops it)\n"
+        f"  login: demo / demo-pass-123\n"
+        f"  API token: {token}\n"
+        f"  try: websocat 'ws://{host}:{port}/ws/quotes/?token={token}'\n",
+        flush=True,
+    )
+    cmd = [
+        str(VENV / "bin" / "daphne"), "-b", host, "-p", port,
+        "--ping-interval", os.environ.get("FEED_PING_INTERVAL_S", "20"),
+        "--ping-timeout", os.environ.get("FEED_PING_TIMEOUT_S", "30"),
+        # daphne closes every WebSocket after 24 h by default; a feed stays open.
+        "--websocket_timeout", "-1",
+        "marketfeed.asgi:application",
+    ]
+    try:
+        return subprocess.call(cmd, cwd=ROOT)
+    except KeyboardInterrupt:
+        return 0
+
+
+def test(args: list[str]) -> int:
+    # pytest exits 5 when it collects nothing; that is a failure here, not a pass.
+    return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT)
+
+
+def main() -> int:
+    ensure_venv()
+    args = sys.argv[1:]
+    if args and args[0] == "test":
+        return test(args[1:])
+    return serve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Live tests: a real daphne process on a free port, driven by real WebSocket clients."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import timeout
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=timeout(120),
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+class Server:
+    """A daphne process serving marketfeed.asgi on the embedded default."""
+
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.env, self.port = env, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/ws/quotes/"
+        self.proc: subprocess.Popen[str] | None = None
+        self.log: list[str] = []
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "marketfeed.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+        def pump() -> None:
+            assert self.proc and self.proc.stdout
+            for line in self.proc.stdout:
+                self.log.append(line)
+                if "ticker started" in line:
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        # Ready when the embedded ticker says so (it starts with the reactor, after listen).
+        assert ready.wait(timeout(30)), "".join(self.log)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout(10))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc and self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def live_env(tmp_path_factory) -> dict[str, str]:
+    var = tmp_path_factory.mktemp("live-var")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")}
+    env.update(MARKETFEED_VAR_DIR=str(var), PYTHONUNBUFFERED="1", FEED_SEED="7")
+    manage(env, "migrate", "--noinput")
+    return env
+
+
+@pytest.fixture(scope="session")
+def token(live_env) -> str:
+    return manage(live_env, "feeduser", "livetester", "--password", "live-pass-123", "--superuser").strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def server(live_env, token):
+    srv = Server(live_env, free_port())
+    srv.start()
+    yield srv
+    srv.stop()

@@ -1,0 +1,292 @@
+"""The per-connection outbox (feeds/outbox.py): batching, pausing and conflation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from feeds.outbox import Outbox
+
+
+class Recorder:
+    """A fake transport: ``send`` records frames, ``on_ready`` records schedulings."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+        self.ready: list[Outbox] = []
+
+    async def send(self, text: str) -> None:
+        self.frames.append(text)
+
+    def on_ready(self, outbox: Outbox) -> None:
+        self.ready.append(outbox)
+
+
+@pytest.fixture
+def rec() -> Recorder:
+    return Recorder()
+
+
+def make(rec: Recorder, *, batch_frames: bool = True) -> Outbox:
+    return Outbox(send=rec.send, on_ready=rec.on_ready, batch_frames=batch_frames)
+
+
+def q(symbol: str, seq: int) -> str:
+    return json.dumps({"type": "quote", "symbol": symbol, "seq": seq}, separators=(",", ":"))
+
+
+def c(n: int) -> str:
+    return json.dumps({"type": "pong", "id": n}, separators=(",", ":"))
+
+
+def sent(rec: Recorder) -> list[str]:
+    """Every message sent, in order, with batched frames split into their elements."""
+    out: list[str] = []
+    for frame in rec.frames:
+        data = json.loads(frame)
+        items = data if isinstance(data, list) else [data]
+        out.extend(json.dumps(item, separators=(",", ":")) for item in items)
+    return out
+
+
+# --- keeping up ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch_frames", [True, False])
+async def test_one_message_goes_out_as_one_frame_of_its_own_text(rec, batch_frames):
+    box = make(rec, batch_frames=batch_frames)
+    box.quote("AAPL", q("AAPL", 1))
+    await box.flush()
+    box.control(c(1))
+    await box.flush()
+    assert rec.frames == [q("AAPL", 1), c(1)]
+
+
+async def test_several_messages_before_a_flush_go_out_as_one_json_array_frame_when_batching(rec):
+    box = make(rec, batch_frames=True)
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(1))
+    box.quote("AAPL", q("AAPL", 2))
+    await box.flush()
+    assert rec.frames == ["[" + ",".join([q("AAPL", 1), c(1), q("AAPL", 2)]) + "]"]
+    assert json.loads(rec.frames[0]) == [
+        json.loads(q("AAPL", 1)),
+        json.loads(c(1)),
+        json.loads(q("AAPL", 2)),
+    ]
+
+
+async def test_several_messages_before_a_flush_go_out_as_separate_frames_without_batching(rec):
+    box = make(rec, batch_frames=False)
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(1))
+    box.quote("MSFT", q("MSFT", 1))
+    await box.flush()
+    assert rec.frames == [q("AAPL", 1), c(1), q("MSFT", 1)]
+
+
+async def test_quotes_are_not_conflated_while_the_client_keeps_up(rec):
+    box = make(rec)
+    for seq in range(1, 6):
+        box.quote("AAPL", q("AAPL", seq))
+    await box.flush()
+    assert sent(rec) == [q("AAPL", seq) for seq in range(1, 6)]
+    assert box.conflated == 0
+
+
+async def test_on_ready_is_called_once_per_flush_cycle(rec):
+    box = make(rec)
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(1))
+    box.quote("MSFT", q("MSFT", 1))
+    assert rec.ready == [box]
+    assert box.scheduled
+    await box.flush()
+    assert not box.scheduled
+    box.control(c(2))
+    box.quote("AAPL", q("AAPL", 2))
+    assert rec.ready == [box, box]
+
+
+async def test_a_flush_with_nothing_queued_sends_nothing(rec):
+    box = make(rec)
+    await box.flush()
+    box.quote("AAPL", q("AAPL", 1))
+    await box.flush()
+    await box.flush()
+    assert rec.frames == [q("AAPL", 1)]
+    assert not box.scheduled
+
+
+async def test_a_flush_sends_each_message_once(rec):
+    box = make(rec)
+    box.quote("AAPL", q("AAPL", 1))
+    await box.flush()
+    box.quote("AAPL", q("AAPL", 2))
+    await box.flush()
+    assert rec.frames == [q("AAPL", 1), q("AAPL", 2)]
+    assert box.pending == 0
+
+
+# --- a slow client -------------------------------------------------------------------
+
+
+async def test_while_paused_quotes_for_one_symbol_conflate_to_the_newest(rec):
+    box = make(rec)
+    box.pause()
+    for seq in range(1, 6):
+        box.quote("AAPL", q("AAPL", seq))
+    assert box.pending == 1
+    assert box.conflated == 4
+    box.resume()
+    await box.flush()
+    assert rec.frames == [q("AAPL", 5)]
+
+
+async def test_while_paused_nothing_is_scheduled_or_sent(rec):
+    box = make(rec)
+    box.pause()
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(1))
+    assert rec.ready == []
+    assert not box.scheduled
+    await box.flush()  # even if flushed anyway, held messages stay held
+    assert rec.frames == []
+    assert box.pending == 2
+
+
+async def test_while_paused_quotes_of_different_symbols_are_held_side_by_side(rec):
+    box = make(rec)
+    box.pause()
+    box.quote("AAPL", q("AAPL", 1))
+    box.quote("MSFT", q("MSFT", 1))
+    box.quote("AAPL", q("AAPL", 2))
+    assert box.conflated == 1
+    box.resume()
+    await box.flush()
+    assert sent(rec) == [q("MSFT", 1), q("AAPL", 2)]
+
+
+async def test_a_newer_held_quote_moves_behind_a_later_control_message(rec):
+    box = make(rec, batch_frames=False)
+    box.pause()
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(1))
+    box.quote("AAPL", q("AAPL", 2))
+    box.resume()
+    await box.flush()
+    # The client never sees seq 2 before a reply it would have seen seq 1 before.
+    assert rec.frames == [c(1), q("AAPL", 2)]
+
+
+async def test_control_messages_are_never_dropped_while_paused(rec):
+    box = make(rec)
+    box.pause()
+    for n in range(100):
+        box.control(c(n))
+        box.quote("AAPL", q("AAPL", n))
+    assert box.conflated == 99
+    assert box.pending == 101
+    box.resume()
+    await box.flush()
+    assert sent(rec) == [c(n) for n in range(100)] + [q("AAPL", 99)]
+
+
+async def test_identical_control_messages_are_all_kept(rec):
+    box = make(rec)
+    box.pause()
+    for _ in range(3):
+        box.control(c(0))
+    box.resume()
+    await box.flush()
+    assert sent(rec) == [c(0)] * 3
+
+
+async def test_forget_drops_a_held_quote_and_nothing_else(rec):
+    box = make(rec)
+    box.pause()
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(1))
+    box.quote("MSFT", q("MSFT", 1))
+    box.forget("AAPL")
+    assert box.pending == 2
+    box.forget("NOT-HELD")
+    assert box.pending == 2
+    box.resume()
+    await box.flush()
+    assert sent(rec) == [c(1), q("MSFT", 1)]
+
+
+async def test_resume_queues_held_messages_in_order_and_schedules_a_flush(rec):
+    box = make(rec, batch_frames=False)
+    box.pause()
+    box.control(c(1))
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(2))
+    box.quote("MSFT", q("MSFT", 1))
+    box.resume()
+    assert not box.paused
+    assert box.scheduled
+    assert rec.ready == [box]
+    assert box.pending == 4
+    await box.flush()
+    assert rec.frames == [c(1), q("AAPL", 1), c(2), q("MSFT", 1)]
+    assert box.pending == 0
+
+
+async def test_resume_with_nothing_waiting_schedules_nothing(rec):
+    box = make(rec)
+    box.pause()
+    box.resume()
+    assert rec.ready == []
+    assert not box.scheduled
+
+
+async def test_messages_queued_before_a_pause_go_out_before_held_ones_in_one_cycle(rec):
+    box = make(rec, batch_frames=False)
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(1))
+    box.pause()
+    box.quote("AAPL", q("AAPL", 2))
+    box.quote("AAPL", q("AAPL", 3))
+    box.control(c(2))
+    box.resume()
+    # The flush scheduled before the pause is still due: no second scheduling.
+    assert rec.ready == [box]
+    await box.flush()
+    assert rec.frames == [q("AAPL", 1), c(1), q("AAPL", 3), c(2)]
+    assert box.conflated == 1
+
+
+async def test_after_resume_the_outbox_queues_and_schedules_as_before(rec):
+    box = make(rec)
+    box.pause()
+    box.quote("AAPL", q("AAPL", 1))
+    box.resume()
+    await box.flush()
+    box.quote("AAPL", q("AAPL", 2))
+    box.quote("AAPL", q("AAPL", 3))
+    assert rec.ready == [box, box]
+    await box.flush()
+    assert sent(rec) == [q("AAPL", 1), q("AAPL", 2), q("AAPL", 3)]
+    assert box.conflated == 0
+
+
+def test_pending_counts_queued_and_held_messages():
+    rec = Recorder()
+    box = make(rec)
+    assert box.pending == 0
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(1))
+    assert box.pending == 2
+    box.pause()
+    box.quote("AAPL", q("AAPL", 2))  # held beside the queued seq 1: not a conflation
+    box.quote("MSFT", q("MSFT", 1))
+    box.control(c(2))
+    assert box.pending == 5
+    assert box.conflated == 0
+    box.quote("MSFT", q("MSFT", 2))
+    assert box.pending == 5
+    box.forget("MSFT")
+    assert box.pending == 4
