@@ -68,10 +68,13 @@ def serve() -> int:
         "--websocket_timeout", "-1",
         "marketfeed.asgi:application",
     ]
-    try:
-        return subprocess.call(cmd, cwd=ROOT)
-    except KeyboardInterrupt:
-        return 0
+    child = subprocess.Popen(cmd, cwd=ROOT)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C reaches daphne too; let it close its sockets and exit by itself.
+            continue
 
 
 def test(args: list[str]) -> int:

@@ -140,8 +140,8 @@ class Ticker:
             logger.info(
                 "instruments reloaded: %d ticking, halted %s, started %s",
                 len(self.books),
-                sorted(going) or "none",
-                sorted(coming) or "none",
+                _few(going),
+                _few(coming),
             )
 
     async def _open_books(self, specs: list[InstrumentSpec], now: float) -> None:
@@ -262,6 +262,14 @@ class Ticker:
                 raise
             except Exception as exc:  # the database is away: keep ticking what we have
                 logger.warning("ticker: could not reload instruments (%s)", exc)
+
+
+def _few(symbols: list[str], shown: int = 8) -> str:
+    if not symbols:
+        return "none"
+    names = sorted(symbols)
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _state_from_quote(spec: InstrumentSpec, text: str) -> MarketState | None:

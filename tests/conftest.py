@@ -6,12 +6,10 @@ import os
 
 import pytest
 
-# One unit for every wait, scaled on slow machines (like websockets' tests).
-TIMEOUT_FACTOR = float(os.environ.get("MARKETFEED_TEST_TIMEOUT_FACTOR", "1"))
+from tests.servers import Server, free_port, manage
+from tests.timeouts import timeout
 
-
-def timeout(seconds: float = 5.0) -> float:
-    return seconds * TIMEOUT_FACTOR
+__all__ = ["timeout"]
 
 
 @pytest.fixture(autouse=True)
@@ -27,3 +25,28 @@ def _fresh_feed_state(settings):
     yield
     channel_layers.backends.clear()
     reset_store()
+
+
+# --- a live server shared by the live and browser tests ------------------------
+
+
+@pytest.fixture(scope="session")
+def live_env(tmp_path_factory) -> dict[str, str]:
+    var = tmp_path_factory.mktemp("live-var")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")}
+    env.update(MARKETFEED_VAR_DIR=str(var), PYTHONUNBUFFERED="1", FEED_SEED="7")
+    manage(env, "migrate", "--noinput")
+    return env
+
+
+@pytest.fixture(scope="session")
+def token(live_env) -> str:
+    return manage(live_env, "feeduser", "livetester", "--password", "live-pass-123", "--superuser").strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def server(live_env, token):
+    srv = Server(live_env, free_port())
+    srv.start()
+    yield srv
+    srv.stop()

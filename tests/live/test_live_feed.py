@@ -13,7 +13,7 @@ import pytest
 import websockets
 
 from tests.conftest import timeout
-from tests.live.conftest import manage
+from tests.servers import manage
 from tests.schema import decode_frame
 
 pytestmark = pytest.mark.live

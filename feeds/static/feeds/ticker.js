@@ -26,6 +26,28 @@ let nextId = 1;
 let attempt = 0;
 const pending = new Map();  // request id -> symbol being added
 
+const decimals = new Map();  // symbol -> decimal places of its tick size
+const PRICE_FIELDS = new Set(["bid", "ask", "last"]);
+
+async function loadDecimals(symbol) {
+  if (decimals.has(symbol)) return;
+  decimals.set(symbol, null);
+  try {
+    const res = await fetch(`/api/instruments/${encodeURIComponent(symbol)}/`, { credentials: "same-origin" });
+    if (!res.ok) return;
+    const tick = (await res.json()).tick_size.replace(/0+$/, "");
+    decimals.set(symbol, tick.includes(".") ? tick.split(".")[1].length : 0);
+    dirty.add(symbol);
+  } catch (_) { /* prices then show as received */ }
+}
+
+function formatValue(symbol, field, value) {
+  if (field === "ts") return formatTime(value);
+  const places = decimals.get(symbol);
+  if (PRICE_FIELDS.has(field) && places != null) return value.toFixed(places);
+  return String(value);
+}
+
 function saveWatchlist() { localStorage.setItem(storageKey, JSON.stringify(watchlist)); }
 
 function setState(state, text) {
@@ -40,6 +62,7 @@ function send(obj) {
 function rowFor(symbol) {
   let row = rowsEl.querySelector(`tr[data-symbol="${CSS.escape(symbol)}"]`);
   if (!row) {
+    loadDecimals(symbol);
     row = document.createElement("tr");
     row.dataset.symbol = symbol;
     const name = document.createElement("td");
@@ -77,7 +100,7 @@ function render() {
       const cell = row.querySelector(`td[data-field="${field}"]`);
       const value = msg[field];
       if (value === undefined) continue;
-      const text = field === "ts" ? formatTime(value) : String(value);
+      const text = formatValue(symbol, field, value);
       if (field === "last" && cell.textContent) {
         const before = Number(cell.textContent);
         cell.classList.toggle("up", value > before);

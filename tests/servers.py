@@ -1,4 +1,4 @@
-"""Live tests: a real daphne process on a free port, driven by real WebSocket clients."""
+"""Real server processes for live and browser tests: daphne on a free port, manage.py."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
+from tests.timeouts import timeout
 
-from tests.conftest import timeout
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -72,23 +70,3 @@ class Server:
             self.proc.stdout.close()
 
 
-@pytest.fixture(scope="session")
-def live_env(tmp_path_factory) -> dict[str, str]:
-    var = tmp_path_factory.mktemp("live-var")
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")}
-    env.update(MARKETFEED_VAR_DIR=str(var), PYTHONUNBUFFERED="1", FEED_SEED="7")
-    manage(env, "migrate", "--noinput")
-    return env
-
-
-@pytest.fixture(scope="session")
-def token(live_env) -> str:
-    return manage(live_env, "feeduser", "livetester", "--password", "live-pass-123", "--superuser").strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="session")
-def server(live_env, token):
-    srv = Server(live_env, free_port())
-    srv.start()
-    yield srv
-    srv.stop()
