@@ -259,14 +259,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
     async def subscribe(self, request: protocol.Subscribe) -> None:
         symbols = request.symbols
         active = await lookup_instruments(symbols)
-        unknown = tuple(s for s in symbols if s not in active)
-        if unknown:
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_SYMBOL,
-                "unknown symbol(s): " + ", ".join(unknown),
-                request_id=request.id,
-                symbols=unknown,
-            )
+        _refuse_unknown(symbols, active, request.id)
         new = tuple(s for s in symbols if s not in self.subs)
         limit = settings.FEED_MAX_SYMBOLS
         if len(self.subs) + len(new) > limit:
@@ -300,15 +293,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         symbols = request.symbols
         unsure = [s for s in symbols if s not in self.subs]
         if unsure:
-            known = await lookup_instruments(unsure)
-            unknown = tuple(s for s in unsure if s not in known)
-            if unknown:
-                raise ProtocolError(
-                    ErrorCode.UNKNOWN_SYMBOL,
-                    "unknown symbol(s): " + ", ".join(unknown),
-                    request_id=request.id,
-                    symbols=unknown,
-                )
+            _refuse_unknown(unsure, await lookup_instruments(unsure), request.id)
         leaving = [s for s in symbols if s in self.subs]
         for symbol in leaving:
             del self.subs[symbol]
@@ -334,6 +319,20 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
 
     def on_server_event(self, event: dict[str, Any]) -> None:
         """Messages for every connection of the process (none yet in protocol v1)."""
+
+
+def _refuse_unknown(
+    symbols: tuple[str, ...] | list[str], known: dict[str, bool], request_id: protocol.RequestId
+) -> None:
+    """Raise ``unknown_symbol`` naming every symbol of the request that is not an instrument."""
+    unknown = tuple(s for s in symbols if s not in known)
+    if unknown:
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_SYMBOL,
+            "unknown symbol(s): " + ", ".join(unknown),
+            request_id=request_id,
+            symbols=unknown,
+        )
 
 
 def _frame_size(raw: str | bytes, limit: int) -> int:

@@ -285,3 +285,23 @@ async def test_quiet_connection_gets_heartbeats(connect, settings):
     client = await connect()
     assert (await client.recv())["type"] == "welcome"
     assert (await client.recv())["type"] == "heartbeat"
+
+
+async def test_admin_halt_reaches_subscribers_through_the_control_message(alice, instruments):
+    """The on-commit control message alone (the poll is set an hour away) drives the halt."""
+    from channels.db import database_sync_to_async
+
+    from feeds import services
+    from feeds.runtime import build_ticker
+
+    ticker = build_ticker()
+    ticker.reload_interval_s = 3600
+    await ticker.start()
+    try:
+        await alice.request({"op": "subscribe", "symbols": ["EUR/USD"], "id": 1})
+        halt = database_sync_to_async(services.instrument_halt)
+        await halt(instruments=[instruments["EUR/USD"]])
+        status, _ = await alice.recv_until(lambda m: m["type"] == "status")
+        assert status == {"type": "status", "symbol": "EUR/USD", "state": "halted"}
+    finally:
+        await ticker.stop()
