@@ -30,10 +30,17 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 class Server:
-    """A daphne process serving marketfeed.asgi on the embedded default."""
+    """A process of ours (daphne by default) that is ready once it logs ``ready``."""
 
-    def __init__(self, env: dict[str, str], port: int) -> None:
-        self.env, self.port = env, port
+    def __init__(
+        self, env: dict[str, str], port: int, *, ready: str = "ticker started",
+        command: list[str] | None = None,
+    ) -> None:
+        self.env, self.port, self.ready = env, port, ready
+        self.command = command or [
+            sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+            "marketfeed.asgi:application",
+        ]
         self.url = f"http://127.0.0.1:{port}"
         self.ws_url = f"ws://127.0.0.1:{port}/ws/quotes/"
         self.proc: subprocess.Popen[str] | None = None
@@ -42,8 +49,7 @@ class Server:
     def start(self) -> None:
         ready = threading.Event()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "marketfeed.asgi:application"],
+            self.command,
             cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
 
@@ -51,11 +57,11 @@ class Server:
             assert self.proc and self.proc.stdout
             for line in self.proc.stdout:
                 self.log.append(line)
-                if "ticker started" in line:
+                if self.ready in line:
                     ready.set()
 
         threading.Thread(target=pump, daemon=True).start()
-        # Ready when the embedded ticker says so (it starts with the reactor, after listen).
+        # Ready when it says so (the embedded ticker starts with the reactor, after listen).
         assert ready.wait(timeout(30)), "".join(self.log)
 
     def stop(self) -> None:

@@ -238,7 +238,8 @@ class Watchlist {
       if (raw === null) return [...DEFAULT_WATCHLIST]; // first visit
       const saved = JSON.parse(raw);
       if (Array.isArray(saved)) {
-        return [...new Set(saved.filter((s) => typeof s === "string" && SYMBOL_RE.test(s)))];
+        const symbols = saved.filter((s) => typeof s === "string").map((s) => s.trim().toUpperCase());
+        return [...new Set(symbols.filter((s) => SYMBOL_RE.test(s)))];
       }
     } catch {
       /* unreadable entry or storage disabled: start from the default */
@@ -403,6 +404,7 @@ class TickerApp {
     this.errorEl = root.querySelector("#add-error");
     this.noticeEl = root.querySelector("#notice");
     this.pending = new Map(); // request id -> {kind: "add"|"remove"|"resubscribe", symbols}
+    this.fetching = new Set(); // symbols whose instrument details are on their way
     this.nextId = 1;
     this.maxSymbols = Infinity; // until the welcome says
     const scheme = location.protocol === "https:" ? "wss" : "ws";
@@ -421,7 +423,6 @@ class TickerApp {
     });
     this.input.addEventListener("input", () => this.#showError(""));
     this.table.sync();
-    this.watchlist.symbols.forEach((s) => this.#fetchInstrument(s));
     this.conn.start();
   }
 
@@ -504,6 +505,9 @@ class TickerApp {
   }
 
   #confirmed(request, symbols) {
+    // Details only for symbols the server accepted (no 404s for stale ones);
+    // every resubscribe also retries those a dropped connection cut short.
+    if (request?.kind === "resubscribe") symbols.forEach((s) => this.#fetchInstrument(s));
     if (request?.kind !== "add") return;
     for (const symbol of symbols) {
       this.watchlist.add(symbol);
@@ -547,7 +551,8 @@ class TickerApp {
   }
 
   async #fetchInstrument(symbol) {
-    if (this.watchlist.instruments.has(symbol)) return;
+    if (this.watchlist.instruments.has(symbol) || this.fetching.has(symbol)) return;
+    this.fetching.add(symbol);
     try {
       // Symbols use only URL-safe characters; "/" in EUR/USD may stay raw (PROTOCOL.md).
       const response = await fetch(`${this.instrumentsUrl}${symbol}/`, {
@@ -560,6 +565,8 @@ class TickerApp {
       this.table.markDirty(symbol);
     } catch (err) {
       console.warn(`ticker: no instrument details for ${symbol}`, err);
+    } finally {
+      this.fetching.delete(symbol);
     }
   }
 
