@@ -36,6 +36,22 @@ class UpperCaseCharField(forms.CharField):
         return text.strip().upper()
 
 
+# Edited in the form and shown in the list alike: everything a feed needs.
+INSTRUMENT_FIELDS = (
+    "symbol",
+    "name",
+    "exchange",
+    "asset_class",
+    "currency",
+    "tick_size",
+    "lot_size",
+    "reference_price",
+    "volatility",
+    "quote_rate",
+    "active",
+)
+
+
 class InstrumentForm(forms.ModelForm):
     """The instrument change form: normalises codes, one clear message per bad value.
 
@@ -73,37 +89,13 @@ class InstrumentForm(forms.ModelForm):
 
     class Meta:
         model = Instrument
-        fields = (
-            "symbol",
-            "name",
-            "exchange",
-            "asset_class",
-            "currency",
-            "tick_size",
-            "lot_size",
-            "reference_price",
-            "volatility",
-            "quote_rate",
-            "active",
-        )
+        fields = INSTRUMENT_FIELDS
 
 
 @admin.register(Instrument)
 class InstrumentAdmin(admin.ModelAdmin):
     form = InstrumentForm
-    list_display = (
-        "symbol",
-        "name",
-        "exchange",
-        "asset_class",
-        "currency",
-        "tick_size",
-        "lot_size",
-        "reference_price",
-        "volatility",
-        "quote_rate",
-        "active",
-    )
+    list_display = INSTRUMENT_FIELDS
     list_display_links = ("symbol", "name")
     search_fields = ("symbol", "name", "exchange")
     search_help_text = "Symbol, name or exchange."

@@ -235,10 +235,3 @@ async def get_hub() -> Hub:
     await hub.start()
     return hub
 
-
-def current_hub() -> Hub | None:
-    """The running loop's hub if one was started (for health and metrics)."""
-    try:
-        return _hubs.get(asyncio.get_running_loop())
-    except RuntimeError:
-        return None

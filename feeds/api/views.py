@@ -11,7 +11,6 @@ the database only says which symbols exist.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,13 +35,12 @@ from feeds.api.serializers import (
     TokenInputSerializer,
     TokenOutputSerializer,
 )
-from feeds.models import SYMBOL_PATTERN, Instrument
-from feeds.protocol import quote_fields
+from feeds.models import Instrument
+from feeds.protocol import is_symbol, quote_fields
 from feeds.store import get_store
 
 logger = logging.getLogger(__name__)
 
-_SYMBOL = re.compile(SYMBOL_PATTERN)
 # Twisted drops request heads over 16 KiB (PITFALLS.md), so daphne never
 # delivers this many; the cap bounds the work under any other server.
 MAX_QUOTE_SYMBOLS = 10_000
@@ -66,15 +64,6 @@ class UnknownSymbols(exceptions.APIException):
 
 def normalize_symbol(raw: str) -> str:
     return raw.strip().upper()
-
-
-def is_symbol(symbol: str) -> bool:
-    """Whether ``symbol`` could be an instrument at all (checked before any query).
-
-    Besides saving a query, this keeps NUL and other bytes some databases
-    refuse out of SQL parameters.
-    """
-    return _SYMBOL.fullmatch(symbol) is not None
 
 
 def _instrument_or_404(raw_symbol: str) -> Instrument:
