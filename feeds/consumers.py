@@ -73,6 +73,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         )
         self._auth_timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._resync: asyncio.Task[None] | None = None
         try:
             while True:
                 message = await receive()
@@ -319,6 +320,35 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
 
     def on_server_event(self, event: dict[str, Any]) -> None:
         """Messages for every connection of the process (none yet in protocol v1)."""
+
+    def on_epoch(self, epoch: str) -> None:
+        """Numbering restarted: hold quotes back until a snapshot of the new epoch is out."""
+        if self.state is not ConnState.OPEN or not self.subs:
+            return
+        for symbol in self.subs:
+            self.subs[symbol] = None
+        if self._resync is None or self._resync.done():
+            self._resync = asyncio.create_task(self._resnapshot(epoch))
+
+    async def _resnapshot(self, epoch: str) -> None:
+        for attempt in range(5):
+            pending = [s for s, seq in self.subs.items() if seq is None]
+            try:
+                latest = await self.store.latest(pending)
+            except Exception as exc:
+                logger.warning("conn %s: snapshot read failed (%s)", self.conn_id, exc)
+                await asyncio.sleep(0.2 * 2**attempt)
+                continue
+            for symbol in pending:
+                if self.subs.get(symbol, -1) is None:
+                    seq, text = latest.get(symbol, (0, ""))
+                    if text:
+                        self.outbox.control(protocol.snapshot_from_quote(text, epoch))
+                    self.subs[symbol] = seq
+            return
+        for symbol, seq in self.subs.items():  # no store: let quotes through without snapshots
+            if seq is None:
+                self.subs[symbol] = 0
 
 
 def _refuse_unknown(

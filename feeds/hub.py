@@ -46,6 +46,8 @@ class Subscriber(Protocol):
 
     def on_server_event(self, event: dict[str, Any]) -> None: ...
 
+    def on_epoch(self, epoch: str) -> None: ...
+
 
 class Hub:
     def __init__(self, *, heartbeat_s: float) -> None:
@@ -61,6 +63,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._started: asyncio.Future[None] | None = None
         self.quotes_received = 0
+        self.epoch: str | None = None  # of the newest quote received
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -177,6 +180,9 @@ class Hub:
         kind = message.get("type")
         if kind == "quote":
             self.quotes_received += 1
+            epoch = message.get("e")
+            if epoch != self.epoch and epoch is not None:
+                self._epoch_changed(epoch)
             symbol = message["s"]
             members = self.members.get(symbol)
             if members:
@@ -190,6 +196,15 @@ class Hub:
         else:
             for conn in list(self.connections):
                 conn.on_server_event(message)
+
+    def _epoch_changed(self, epoch: str) -> None:
+        """The store lost its data and numbering restarted: every subscriber resyncs."""
+        previous, self.epoch = self.epoch, epoch
+        if previous is None:
+            return
+        logger.warning("hub: epoch %s -> %s; sending fresh snapshots", previous, epoch)
+        for conn in list(self.connections):
+            conn.on_epoch(epoch)
 
     async def _sweep_loop(self) -> None:
         """Heartbeats for quiet connections, and periodic group re-joins."""

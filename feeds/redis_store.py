@@ -1,8 +1,13 @@
 """The quote store on Redis, shared by the ticker and every server process.
 
 Keys (prefix ``mf:``): ``epoch`` (string), ``latest`` (hash: symbol ->
-``"<seq> <quote text>"``), ``conns:<user>`` (sorted set: connection id ->
-expiry time, for the per-user connection limit across processes).
+``"<seq> <quote text>"``), ``leader`` (string: the name of the ticker holding
+the lease, with a TTL), ``conns:<user>`` (sorted set: connection id -> expiry
+time, for the per-user connection limit across processes).
+
+A save is one Lua script, so the fence check, the epoch and the quotes are one
+atomic step: once another ticker holds the lease, not one quote of the old
+leader's lands in the store, and a quote not in the store is never published.
 
 One client per event loop: REST views reach the store through
 ``async_to_sync``, which may run on a loop of its own, and a redis-py asyncio
@@ -15,10 +20,13 @@ import asyncio
 import time
 import weakref
 from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
 
-import redis.asyncio as redis
+import redis
+import redis.asyncio as aredis
+from django.core.exceptions import ImproperlyConfigured
 
-from feeds.store import SavedQuote, new_epoch
+from feeds.store import Fenced, SavedQuote, new_epoch
 
 PREFIX = "mf:"
 # A connection counts against its user's limit for this long unless released;
@@ -33,20 +41,58 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
+# KEYS: latest, epoch, leader. ARGV: fence ("" for none), epoch ("" for a new
+# one), ttl of a lease taken over here (ms), then symbol, value pairs.
+# A lease that vanished (Redis restarted empty) is taken back by its holder.
+_SAVE = """
+if ARGV[1] ~= '' then
+  local holder = redis.call('GET', KEYS[3])
+  if holder == false then
+    redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[3])
+  elseif holder ~= ARGV[1] then
+    return {0, holder}
+  end
+end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'NX') end
+local epoch = redis.call('GET', KEYS[2])
+if epoch == false then return {2, ''} end
+for i = 4, #ARGV, 500 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 499, #ARGV)))
+end
+return {1, epoch}
+"""
+
+# KEYS: leader. ARGV: holder, ttl (ms). Take the lease if it is free or ours.
+_LEASE_TAKE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_LEASE_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class RedisStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, lease_s: float = 3.0) -> None:
         self.url = url
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.Redis] = (
+        # A save that finds the lease gone (Redis restarted empty) re-takes it this long.
+        self.lease_ms = int(lease_s * 1000)
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = (
             weakref.WeakKeyDictionary()
         )
 
-    def _redis(self) -> redis.Redis:
+    def _redis(self) -> aredis.Redis:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             # socket_timeout None: redis-py 8's default (5 s) breaks blocking reads (PITFALLS.md).
-            client = redis.Redis.from_url(
+            client = aredis.Redis.from_url(
                 self.url, decode_responses=True, socket_timeout=None, socket_connect_timeout=5,
                 health_check_interval=30, max_connections=1000,
             )
@@ -61,11 +107,21 @@ class RedisStore:
             current = await r.get(PREFIX + "epoch")
         return str(current)
 
-    async def save(self, quotes: list[SavedQuote]) -> None:
-        if quotes:
-            await self._redis().hset(
-                PREFIX + "latest", mapping={symbol: f"{seq} {text}" for symbol, seq, text in quotes}
-            )
+    async def save(
+        self, quotes: list[SavedQuote], *, epoch: str | None = None, fence: str | None = None
+    ) -> str:
+        args: list[str | int] = [fence or "", epoch or "", self.lease_ms]
+        for symbol, seq, text in quotes:
+            args += (symbol, f"{seq} {text}")
+        keys = (PREFIX + "latest", PREFIX + "epoch", PREFIX + "leader")
+        if epoch is None and not quotes:  # nothing to write and no epoch to offer
+            return await self.epoch()
+        status, value = await self._redis().eval(_SAVE, 3, *keys, *args)
+        if status == 0:
+            raise Fenced(f"the lease is held by {value}")
+        if status == 2:  # no epoch anywhere yet: make one, then save
+            return await self.save(quotes, epoch=await self.epoch(), fence=fence)
+        return str(value)
 
     async def latest(self, symbols: Iterable[str]) -> dict[str, tuple[int, str]]:
         wanted = list(symbols)
@@ -90,6 +146,19 @@ class RedisStore:
     async def connection_release(self, user_key: str, conn_id: str) -> None:
         await self._redis().zrem(PREFIX + "conns:" + user_key, conn_id)
 
+    # --- the ticker's leader lease ----------------------------------------------------------------
+
+    async def lease_take(self, holder: str, ttl_s: float) -> bool:
+        """Take (or renew) the lease for ``ttl_s``; False while someone else holds it."""
+        taken = await self._redis().eval(_LEASE_TAKE, 1, PREFIX + "leader", holder, int(ttl_s * 1000))
+        return bool(taken)
+
+    async def lease_release(self, holder: str) -> None:
+        await self._redis().eval(_LEASE_RELEASE, 1, PREFIX + "leader", holder)
+
+    async def lease_holder(self) -> str | None:
+        return await self._redis().get(PREFIX + "leader")
+
     async def ping(self) -> None:
         await self._redis().ping()
 
@@ -98,3 +167,23 @@ class RedisStore:
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
+
+
+def check_reachable(url: str, *, timeout_s: float = 3.0) -> None:
+    """Raise ``ImproperlyConfigured`` with one clear line unless Redis answers at ``url``."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise ImproperlyConfigured(f"REDIS_URL={safe_url(url)}: cannot reach Redis ({exc})") from None
+    finally:
+        client.close()
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password masked, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 _embedded: dict[asyncio.AbstractEventLoop, asyncio.Task[Ticker]] = {}
 
 
-def build_ticker() -> Ticker:
+def build_ticker(fence: str | None = None) -> Ticker:
+    """A ticker on this process's settings; ``fence`` is the leader lease it runs under."""
     return Ticker(
         layer=get_channel_layer(),
         store=get_store(),
@@ -33,6 +34,7 @@ def build_ticker() -> Ticker:
         seed=settings.FEED_SEED,
         time_scale=settings.FEED_TIME_SCALE,
         reload_interval_s=settings.FEED_RELOAD_INTERVAL_S,
+        fence=fence,
     )
 
 

@@ -4,6 +4,12 @@ The ticker writes it (``save``) before it publishes, so whatever a server
 reads from the store is never older than a quote already on its way; servers
 read it for snapshots and the REST API. ``epoch`` names the numbering of
 ``seq``: a fresh store starts a new epoch, and sequence numbers restart with it.
+The ticker hands its epoch to every ``save``, so a store that lost its data
+under a running ticker gets the same epoch back and the numbering goes on.
+
+In scale-out the store also holds the ticker's leader lease: ``save`` takes a
+*fence*, the lease holder's name, and refuses (``Fenced``) a ticker that is no
+longer the leader, so two tickers never both publish a quote.
 
 Two backends with one interface: ``MemoryStore`` for the embedded default (the
 ticker lives in the same process) and ``RedisStore`` for scale-out.
@@ -23,13 +29,24 @@ def new_epoch() -> str:
     return secrets.token_hex(4)
 
 
+class Fenced(Exception):
+    """A save by a ticker that no longer holds the leader lease."""
+
+
 class QuoteStore(Protocol):
     async def epoch(self) -> str:
         """The current epoch, creating one if the store is fresh."""
         ...
 
-    async def save(self, quotes: list[SavedQuote]) -> None:
-        """Record these quotes as the latest of their symbols."""
+    async def save(
+        self, quotes: list[SavedQuote], *, epoch: str | None = None, fence: str | None = None
+    ) -> str:
+        """Record these quotes as the latest of their symbols; returns the store's epoch.
+
+        ``epoch`` is the one to set if the store has none (a store that lost its
+        data under a running ticker); ``fence`` the lease the writer holds:
+        raises ``Fenced`` (and saves nothing) when someone else holds it.
+        """
         ...
 
     async def latest(self, symbols: Iterable[str]) -> dict[str, tuple[int, str]]:
@@ -60,10 +77,13 @@ class MemoryStore:
     async def epoch(self) -> str:
         return self._epoch
 
-    async def save(self, quotes: list[SavedQuote]) -> None:
+    async def save(
+        self, quotes: list[SavedQuote], *, epoch: str | None = None, fence: str | None = None
+    ) -> str:
         latest = self._latest
         for symbol, seq, text in quotes:
             latest[symbol] = (seq, text)
+        return self._epoch
 
     async def latest(self, symbols: Iterable[str]) -> dict[str, tuple[int, str]]:
         latest = self._latest
@@ -99,7 +119,7 @@ def get_store() -> QuoteStore:
         if settings.REDIS_URL:
             from feeds.redis_store import RedisStore
 
-            _store = RedisStore(settings.REDIS_URL)
+            _store = RedisStore(settings.REDIS_URL, lease_s=settings.FEED_LEASE_S)
         else:
             _store = MemoryStore()
     return _store

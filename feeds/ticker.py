@@ -10,6 +10,10 @@ It reloads the instruments when told to (a control message sent on commit by
 ``feeds.services``) and polls a cheap fingerprint as a safety net. The same
 ``Ticker`` runs inside the server process (embedded default) or alone under
 ``manage.py runticker``; ``start()`` / ``stop()`` are the whole lifecycle.
+
+Under ``runticker`` the ticker has a *fence*: the name of the leader lease it
+was started under. Every save carries it, and the first save the store refuses
+(another ticker took the lease) stops publishing and sets ``fenced``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from feeds.engine import InstrumentSpec, MarketState
 from feeds.groups import TICKER_CONTROL_GROUP, group_for_symbol
 from feeds.protocol import State
 from feeds.services import INSTRUMENTS_CHANGED, ListedInstrument
-from feeds.store import QuoteStore
+from feeds.store import Fenced, QuoteStore
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class Ticker:
         time_scale: float = 1.0,
         reload_interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        fence: str | None = None,
     ) -> None:
         self.layer = layer
         self.store = store
@@ -87,12 +92,16 @@ class Ticker:
         self._reload_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._control_channel: str | None = None
+        self._fence = fence
+        self.fenced = asyncio.Event()
+        self.epoch: str | None = None
         self.published = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Load instruments and start publishing; returns once the first load is done."""
+        self.epoch = await self.store.epoch()
         await self.reload(initial=True)
         self._control_channel = await self.layer.new_channel("ticker.")
         await self.layer.group_add(TICKER_CONTROL_GROUP, self._control_channel)
@@ -174,6 +183,10 @@ class Ticker:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
+            except Fenced as exc:
+                logger.warning("ticker: no longer the leader (%s); publishing stopped", exc)
+                self.fenced.set()
+                return
             except Exception as exc:  # the store or the layer is down: say so, back off, go on
                 logger.warning("ticker: publishing failed (%s); retrying in %.1f s", exc, FAILURE_BACKOFF_S)
                 await asyncio.sleep(FAILURE_BACKOFF_S)
@@ -220,10 +233,14 @@ class Ticker:
         quotes = self.step_due(self.clock())
         if not quotes:
             return 0
-        await self.store.save(quotes)
+        # The store may hand back another epoch (it lost its data and a server made
+        # a new one): the quotes then belong to that one, and servers resnapshot.
+        epoch = self.epoch = await self.store.save(quotes, epoch=self.epoch, fence=self._fence)
         send = self.layer.group_send
         for symbol, seq, text in quotes:
-            await send(group_for_symbol(symbol), {"type": "quote", "s": symbol, "q": seq, "t": text})
+            await send(
+                group_for_symbol(symbol), {"type": "quote", "s": symbol, "q": seq, "t": text, "e": epoch}
+            )
         self.published += len(quotes)
         return len(quotes)
 

@@ -16,9 +16,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketfeed.settings")
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 
 try:
+    from django.conf import settings
     from django.core.asgi import get_asgi_application
 
     django_application = get_asgi_application()
+    if settings.REDIS_URL:
+        from feeds.redis_store import check_reachable
+
+        check_reachable(settings.REDIS_URL)
 except ImproperlyConfigured as exc:
     # One clear line for a bad setting, not a traceback from inside the server.
     print(f"marketfeed: configuration error: {exc}", file=sys.stderr)

@@ -106,13 +106,31 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer and quote store ------------------------------------------------
 
 REDIS_URL = env_redis_url("REDIS_URL")
+# Which channels-redis layer carries quotes between processes (docs/PERFORMANCE.md
+# measures both): "pubsub" (RedisPubSubChannelLayer) or "core" (RedisChannelLayer).
+REDIS_LAYER = env_str("REDIS_LAYER", "pubsub").strip().lower()
+if REDIS_LAYER not in ("pubsub", "core"):
+    raise ImproperlyConfigured(f"REDIS_LAYER={REDIS_LAYER!r}: expected pubsub or core")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+    # redis-py 8 defaults to a 5 s socket timeout, equal to the layers' blocking
+    # read timeout, and caps a pool at 100 connections (PITFALLS.md).
+    _redis_host = {"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}
+    if REDIS_LAYER == "pubsub":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [_redis_host]},
+            }
         }
-    }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                # One member per server process (the hub) takes every quote the
+                # process needs, so its queue is deep, and short-lived.
+                "CONFIG": {"hosts": [_redis_host], "capacity": 10_000, "expiry": 10},
+            }
+        }
 else:
     CHANNEL_LAYERS = {
         "default": {
@@ -154,6 +172,9 @@ FEED_SEED = env_int("FEED_SEED", 0, minimum=0) if env_str("FEED_SEED") else None
 # Simulated market seconds per real second: volatility is annualised, and at
 # 1x a 25 % stock moves less than a tick per quote. 1 is realistic time.
 FEED_TIME_SCALE = env_float("FEED_TIME_SCALE", 60.0, minimum=0.001, maximum=1e9)
+# The runticker leader lease: a standby takes over this long after the leader
+# died; the leader renews it every third of it.
+FEED_LEASE_S = env_float("FEED_LEASE_S", 3.0, minimum=0.3, maximum=600)
 # How often the ticker re-reads instruments even without a control message
 # (changes made straight in the database, or a lost message).
 FEED_RELOAD_INTERVAL_S = env_float("FEED_RELOAD_INTERVAL_S", 1.0, minimum=0.05)

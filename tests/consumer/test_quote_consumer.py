@@ -127,6 +127,33 @@ async def test_subscribe_replies_then_snapshots_then_newer_quotes(alice, ticker)
         last[quote["symbol"]] = quote["seq"]
 
 
+async def test_new_epoch_sends_fresh_snapshots_before_its_quotes(alice, ticker):
+    await ticker.advance(10)
+    await alice.request({"op": "subscribe", "symbols": ["AAPL", "MSFT"], "id": 1})
+    old = {(await alice.recv())["epoch"], (await alice.recv())["epoch"]}
+    await ticker.advance(10)
+    await alice.recv_until(lambda m: m["type"] == "quote")
+    # The store is lost and numbering restarts under the connected client.
+    ticker.store._latest.clear()
+    ticker.store._epoch = "restart2"
+    for book in ticker.books.values():
+        book.seq = 0
+    await ticker.advance(10)
+    snap, before = await alice.recv_until(lambda m: m.get("epoch") == "restart2")
+    assert len(old) == 1 and "restart2" not in old
+    assert snap["type"] == "snapshot"
+    assert all(m["type"] != "snapshot" for m in before)  # old-epoch quotes only, if any
+    fresh = {snap["symbol"]: snap["seq"]}
+    while len(fresh) < 2:
+        msg = await alice.recv()
+        assert msg["type"] == "snapshot" and msg["epoch"] == "restart2", msg
+        fresh[msg["symbol"]] = msg["seq"]
+    assert max(fresh.values()) < 10  # the new numbering, not the old one
+    await ticker.advance(10)
+    quote, _ = await alice.recv_until(lambda m: m["type"] == "quote")
+    assert quote["seq"] == fresh[quote["symbol"]] + 1
+
+
 async def test_every_subscriber_gets_the_same_quote_text(connect, ticker):
     a, b = await connect(), await connect()
     for c in (a, b):

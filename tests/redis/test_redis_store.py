@@ -40,3 +40,58 @@ async def test_connection_limit_holds_across_processes(store, redis_url):
 
 async def test_ping_answers(store):
     await store.ping()
+
+
+# --- the ticker's lease and fenced saves ------------------------------------------------
+
+
+async def test_lease_has_one_holder_until_it_is_released(store):
+    other = store.another()
+    assert await store.lease_take("a", 5)
+    assert await store.lease_take("a", 5)  # renewal
+    assert not await other.lease_take("b", 5)
+    assert await other.lease_holder() == "a"
+    await other.lease_release("b")  # not b's to give up
+    assert await other.lease_holder() == "a"
+    await store.lease_release("a")
+    assert await other.lease_take("b", 5)
+
+
+async def test_a_save_under_someone_elses_lease_is_refused_and_writes_nothing(store):
+    from feeds.store import Fenced
+
+    other = store.another()
+    assert await store.lease_take("a", 5)
+    epoch = await store.save([("AAPL", 1, "q1")], epoch="e1", fence="a")
+    assert epoch == "e1"
+    await store.lease_release("a")
+    assert await other.lease_take("b", 5)
+    with pytest.raises(Fenced, match="held by b"):
+        await store.save([("AAPL", 2, "q2")], epoch="e1", fence="a")
+    assert await store.latest(["AAPL"]) == {"AAPL": (1, "q1")}
+
+
+async def test_a_store_lost_under_a_running_leader_gets_its_lease_and_epoch_back(store, redis_url):
+    import redis.asyncio as redis
+
+    assert await store.lease_take("a", 5)
+    epoch = await store.save([("AAPL", 7, "q7")], epoch=await store.epoch(), fence="a")
+    client = redis.Redis.from_url(redis_url)
+    await client.flushdb()  # what a Redis restart without persistence does
+    await client.aclose()
+    assert await store.save([("AAPL", 8, "q8")], epoch=epoch, fence="a") == epoch
+    assert await store.another().epoch() == epoch
+    assert await store.lease_holder() == "a"
+    assert await store.latest(["AAPL"]) == {"AAPL": (8, "q8")}
+
+
+async def test_a_leader_adopts_the_epoch_a_server_made_after_the_loss(store, redis_url):
+    import redis.asyncio as redis
+
+    epoch = await store.save([("AAPL", 7, "q7")], epoch=await store.epoch())
+    client = redis.Redis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    made = await store.another().epoch()  # a client connected before the ticker's next save
+    assert made != epoch
+    assert await store.save([("AAPL", 8, "q8")], epoch=epoch) == made

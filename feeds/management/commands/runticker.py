@@ -1,4 +1,9 @@
-"""``manage.py runticker``: the ticker as its own process, for scale-out on Redis."""
+"""``manage.py runticker``: the ticker as its own process, for scale-out on Redis.
+
+Run one or more; a lease in Redis makes one the leader and the others hot
+standbys (``feeds.leader``). SIGTERM or Ctrl-C gives the lease up at once, so
+a standby takes over without waiting for it to expire.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,16 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from feeds.leader import Leader
+from feeds.redis_store import check_reachable
 from feeds.runtime import build_ticker
+from feeds.store import get_store
 
 logger = logging.getLogger("feeds.ticker")
 
 
 class Command(BaseCommand):
-    help = "Run the quote generator in this process until SIGTERM or Ctrl-C."
+    help = "Run the quote generator (leader or hot standby) until SIGTERM or Ctrl-C."
 
     def handle(self, *args: object, **options: object) -> None:
         if not settings.REDIS_URL:
@@ -23,6 +31,7 @@ class Command(BaseCommand):
                 "runticker publishes through Redis: set REDIS_URL (the embedded default "
                 "already runs a ticker inside the server process)"
             )
+        check_reachable(settings.REDIS_URL)  # one clear line if it is not there
         asyncio.run(self._run())
 
     async def _run(self) -> None:
@@ -30,8 +39,8 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        ticker = build_ticker()
-        await ticker.start()
-        await stop.wait()
-        logger.info("ticker stopping")
-        await ticker.stop()
+        store = get_store()
+        leader = Leader(store=store, build=build_ticker, lease_s=settings.FEED_LEASE_S)  # type: ignore[arg-type]
+        logger.info("runticker %s: lease %.1f s", leader.holder, settings.FEED_LEASE_S)
+        await leader.run(stop)
+        logger.info("runticker %s stopped", leader.holder)
