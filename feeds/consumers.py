@@ -176,8 +176,9 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         await self._send_text(protocol.error(code, message, request_id=request_id))
         await self.transport.close(int(close_code))
 
-    async def _send_text(self, text: str) -> None:
-        await self.base_send({"type": "websocket.send", "text": text})
+    async def _send_text(self, text: str, shared: bool = False) -> None:
+        if not self.transport.write_text(text, shared=shared):
+            await self.base_send({"type": "websocket.send", "text": text})
 
     # --- client frames ------------------------------------------------------------------------
 

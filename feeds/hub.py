@@ -27,6 +27,7 @@ from channels.layers import get_channel_layer
 from feeds import protocol
 from feeds.groups import SERVERS_CONTROL_GROUP, group_for_symbol
 from feeds.outbox import Outbox
+from feeds.transport import forget_frames
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ class Hub:
                     raise
                 except Exception:  # one broken connection must not stop the others
                     logger.exception("flush to one connection failed")
+            forget_frames()
 
     async def _receive_loop(self) -> None:
         backoff = 0.1

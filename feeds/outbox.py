@@ -16,8 +16,10 @@ Policy, in one place:
 - When the transport drains ("resume"), the held messages are queued in their
   order and flushed.
 
-The outbox knows nothing of sockets: ``send`` writes one frame, and
-``on_ready`` tells whoever flushes (the hub) that this outbox has work.
+The outbox knows nothing of sockets: ``send`` writes one frame (told whether
+its text is one message, which may be shared with other clients, or a batch
+of this client's own), and ``on_ready`` tells whoever flushes (the hub) that
+this outbox has work.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 
-Send = Callable[[str], Awaitable[None]]
+Send = Callable[[str, bool], Awaitable[None]]  # (frame text, one shareable message?)
 
 
 class Outbox:
@@ -111,9 +113,9 @@ class Outbox:
         self._queued = []
         self.last_sent = time.monotonic()
         if len(queued) == 1:
-            await self._send(queued[0])
+            await self._send(queued[0], True)
         elif self._batch_frames:
-            await self._send("[" + ",".join(queued) + "]")
+            await self._send("[" + ",".join(queued) + "]", False)
         else:
             for text in queued:
-                await self._send(text)
+                await self._send(text, True)

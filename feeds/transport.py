@@ -8,7 +8,13 @@ needs two things it does not carry:
   transport buffer is full (PITFALLS.md: loopback autotunes a send buffer up
   to ~4 MiB);
 - close codes 1001 and 1009: autobahn's ``sendClose`` (daphne) refuses codes
-  other than 1000 and 3000-4999 and turns them into 1011.
+  other than 1000 and 3000-4999 and turns them into 1011;
+- speed: a quote goes to many clients as the very same text. Through ASGI
+  each copy would pass the session wrapper, daphne's reply handler and
+  autobahn's generic ``sendMessage``, and be encoded and framed again. Here
+  the frame is built once per quote (``frame_of``, cached until the hub's
+  next flush pass) and written straight to each client's Twisted transport,
+  in order with anything sent through ASGI, since both write synchronously.
 
 Under daphne, ``send`` is ``functools.partial(server.handle_reply, protocol)``;
 ``attach`` finds the autobahn protocol there and registers a Twisted
@@ -32,11 +38,44 @@ SERVER_SEND = "marketfeed.server_send"
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+_frames: dict[str, bytes] = {}
+
+
+def frame_of(text: str) -> bytes:
+    """The WebSocket text frame of ``text`` (server side: unmasked), built once per flush pass."""
+    frame = _frames.get(text)
+    if frame is None:
+        frame = _frames[text] = text_frame(text.encode("utf-8"))
+    return frame
+
+
+def forget_frames() -> None:
+    """Drop the frames of the last flush pass (the hub calls it after each one)."""
+    _frames.clear()
+
+
+def text_frame(payload: bytes) -> bytes:
+    """RFC 6455 section 5.2: FIN and opcode 1, then the length in 7, 16 or 64 bits."""
+    size = len(payload)
+    if size < 126:
+        return bytes((0x81, size)) + payload
+    if size < 65536:
+        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+
+
 class Transport:
     """Plain ASGI: no back-pressure signal, close codes passed as they are."""
 
     def __init__(self, send: AsgiSend) -> None:
         self._send = send
+
+    def write_text(self, text: str, *, shared: bool) -> bool:
+        """Write a text frame straight to the socket if this transport can; False if not.
+
+        ``shared``: the same text goes to other clients too (its frame is cached).
+        """
+        return False
 
     def watch(self, *, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         """Call ``pause`` / ``resume`` when the client's buffer fills / drains."""
@@ -66,6 +105,15 @@ class DaphneTransport(Transport):
         self._protocol = protocol
         self._buffer_bytes = buffer_bytes
         self._socket_buffer_bytes = socket_buffer_bytes
+        self._open_state = getattr(protocol, "STATE_OPEN", None)
+
+    def write_text(self, text: str, *, shared: bool) -> bool:
+        protocol = self._protocol
+        # Only on an open connection with nothing queued inside autobahn, so order holds.
+        if protocol.state != self._open_state or protocol.send_queue:
+            return False
+        protocol.transport.write(frame_of(text) if shared else text_frame(text.encode("utf-8")))
+        return True
 
     def watch(self, *, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         transport = getattr(self._protocol, "transport", None)
@@ -101,7 +149,7 @@ def attach(send: AsgiSend, *, buffer_bytes: int, socket_buffer_bytes: int = 0) -
     """The transport behind an ASGI ``send``: daphne's when it is there, plain otherwise."""
     if isinstance(send, functools.partial) and send.args:
         protocol = send.args[0]
-        if hasattr(protocol, "sendCloseFrame") and hasattr(protocol, "transport"):
+        if all(hasattr(protocol, a) for a in ("sendCloseFrame", "transport", "state", "send_queue")):
             return DaphneTransport(
                 send, protocol, buffer_bytes=buffer_bytes, socket_buffer_bytes=socket_buffer_bytes
             )

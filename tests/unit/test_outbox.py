@@ -14,10 +14,12 @@ class Recorder:
 
     def __init__(self) -> None:
         self.frames: list[str] = []
+        self.shared: list[bool] = []
         self.ready: list[Outbox] = []
 
-    async def send(self, text: str) -> None:
+    async def send(self, text: str, shared: bool) -> None:
         self.frames.append(text)
+        self.shared.append(shared)
 
     def on_ready(self, outbox: Outbox) -> None:
         self.ready.append(outbox)
@@ -127,6 +129,21 @@ async def test_a_flush_sends_each_message_once(rec):
     await box.flush()
     assert rec.frames == [q("AAPL", 1), q("AAPL", 2)]
     assert box.pending == 0
+
+
+async def test_single_messages_are_marked_shareable_and_batches_are_not(rec):
+    box = make(rec)
+    box.quote("AAPL", q("AAPL", 1))
+    await box.flush()
+    box.quote("AAPL", q("AAPL", 2))
+    box.quote("MSFT", q("MSFT", 1))
+    await box.flush()
+    assert rec.shared == [True, False]
+    unbatched = make(rec, batch_frames=False)
+    unbatched.quote("AAPL", q("AAPL", 3))
+    unbatched.quote("MSFT", q("MSFT", 2))
+    await unbatched.flush()
+    assert rec.shared[2:] == [True, True]
 
 
 # --- a slow client -------------------------------------------------------------------
