@@ -4,6 +4,8 @@
     python3 run.py          # the feed on http://127.0.0.1:8000 (embedded default)
     python3 run.py test     # the whole test suite
     python3 run.py setup    # only make .venv/ and install the requirements
+    python3 run.py cluster  # a local scale-out cluster: Redis, runticker, two daphne
+    python3 run.py bench SCENARIO ...   # a benchmark (bench/; `bench --help`)
     python3 run.py PORT=9000 ...   (or set PORT / HOST in the environment)
 
 The first run makes .venv/ and installs the pinned requirements; later runs
@@ -40,6 +42,20 @@ def ensure_venv() -> None:
         print("installing pinned requirements ...", flush=True)
         subprocess.run(
             [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
+            check=True,
+        )
+        stamp.write_text(digest)
+
+
+def ensure_bench_requirements() -> None:
+    """The benchmark's own packages (uvloop, matplotlib), installed on first use."""
+    wanted = ROOT / "bench" / "requirements.txt"
+    stamp = VENV / ".bench-requirements.sha256"
+    digest = hashlib.sha256(wanted.read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        print("installing the benchmark's pinned requirements ...", flush=True)
+        subprocess.run(
+            [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(wanted)],
             check=True,
         )
         stamp.write_text(digest)
@@ -90,6 +106,11 @@ def main() -> int:
         return test(args[1:])
     if args and args[0] == "setup":
         return 0
+    if args and args[0] == "cluster":
+        return subprocess.call([str(PY), "-m", "deploy.cluster", *args[1:]], cwd=ROOT)
+    if args and args[0] == "bench":
+        ensure_bench_requirements()
+        return subprocess.call([str(PY), "-m", "bench", *args[1:]], cwd=ROOT)
     return serve()
 
 
