@@ -24,7 +24,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
@@ -75,17 +75,10 @@ def probe(url: str, timeout: float = 2.0) -> str | None:
     AUTH first when the URL carries a password, and speaks TLS for rediss://.
     """
     parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return f"{parts.scheme or 'no'} scheme: expected redis://, rediss:// or unix://"
     try:
-        if parts.scheme == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            sock.connect(unquote(parts.path))
-        elif parts.scheme in ("redis", "rediss"):
-            sock = socket.create_connection((parts.hostname or "localhost", parts.port or 6379), timeout)
-            if parts.scheme == "rediss":
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=parts.hostname)
-        else:
-            return f"{parts.scheme or 'no'} scheme: expected redis://, rediss:// or unix://"
+        sock = _connect(parts.scheme, parts.hostname, parts.port, unquote(parts.path), timeout)
     except (OSError, ValueError) as exc:
         return f"cannot connect: {exc}"
     with sock:
@@ -99,6 +92,29 @@ def probe(url: str, timeout: float = 2.0) -> str | None:
         except OSError as exc:
             return f"no answer to PING: {exc}"
     return None if reply.startswith(b"+PONG") else f"PING answered {_text(reply)!r}"
+
+
+def _connect(
+    scheme: str, host: str | None, port: int | None, path: str, timeout: float
+) -> socket.socket:
+    """A connected socket (TLS for rediss://), closed again if connecting fails."""
+    if scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(path)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    sock = socket.create_connection((host or "localhost", port or 6379), timeout)
+    if scheme == "rediss":
+        try:
+            return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+    return sock
 
 
 def reachable(url: str, timeout: float = 2.0) -> bool:
@@ -139,6 +155,10 @@ class LocalRedis:
     prefixes them); the output is drained either way, so Redis never blocks
     on a full pipe. ``stop()`` is idempotent and also runs at interpreter
     exit, so a test or a cluster that fails half-way leaves no redis-server.
+    ``command_prefix`` goes before the binary: deploy.cluster passes
+    ``setpriv --pdeathsig TERM --`` so that Redis dies even with a SIGKILLed
+    parent (not the default: it fires when the *thread* that started Redis
+    ends, and tests may restart it from a worker thread).
     """
 
     def __init__(
@@ -149,8 +169,10 @@ class LocalRedis:
         host: str = "127.0.0.1",
         on_line: Callable[[str], None] | None = None,
         start_timeout: float = START_TIMEOUT_S,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         self.binary = binary
+        self.command_prefix = list(command_prefix)
         self.host = host
         self.port = port
         self.on_line = on_line
@@ -220,7 +242,7 @@ class LocalRedis:
         """Run redis-server once; True when it said it is ready, False when it exited first."""
         assert self.binary is not None and self._workdir is not None and self.port is not None
         command = [
-            self.binary, "--port", str(self.port), "--bind", self.host,
+            *self.command_prefix, self.binary, "--port", str(self.port), "--bind", self.host,
             # A scratch server: no RDB snapshots, no AOF, files only in our temp dir.
             "--save", "", "--appendonly", "no", "--dir", self._workdir.name,
         ]
@@ -228,6 +250,9 @@ class LocalRedis:
             self._proc = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 stdin=subprocess.DEVNULL,
+                # Its own process group: a Ctrl-C at the terminal reaches only our
+                # process, which stops Redis last, after the clients that use it.
+                process_group=0,
             )
         except OSError as exc:
             raise LocalRedisError(f"cannot run {self.binary}: {exc}") from None

@@ -106,8 +106,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer and quote store ------------------------------------------------
 
 REDIS_URL = env_redis_url("REDIS_URL")
-# Which channels-redis layer carries quotes between processes (docs/PERFORMANCE.md
-# measures both): "pubsub" (RedisPubSubChannelLayer) or "core" (RedisChannelLayer).
+# Which channels-redis layer carries quotes between processes: "pubsub"
+# (RedisPubSubChannelLayer, the default) or "core" (RedisChannelLayer).
+# Measured (`python3 run.py bench layers`, docs/PERFORMANCE.md): pubsub took
+# half the CPU per delivery of core and kept up where core fell behind; and
+# core keeps group membership as Redis keys, which a restarted Redis forgets.
 REDIS_LAYER = env_str("REDIS_LAYER", "pubsub").strip().lower()
 if REDIS_LAYER not in ("pubsub", "core"):
     raise ImproperlyConfigured(f"REDIS_LAYER={REDIS_LAYER!r}: expected pubsub or core")
