@@ -1,0 +1,312 @@
+"""The servers under test, started and stopped by the scenarios.
+
+- ``embedded``: one daphne with the ticker inside it and the in-memory layer.
+- ``redis-pubsub`` / ``redis-core``: a private redis-server on a free port (never
+  the machine's 6379, so its CPU is ours alone), ``manage.py runticker`` and
+  one daphne; ``REDIS_LAYER`` selects the channels-redis layer.
+- ``redis-pubsub-2`` / ``redis-core-2``: the same with two daphne processes;
+  the scenario splits clients across them.
+- ``reference``: bench/reference.py.
+
+Each deployment owns a temporary ``MARKETFEED_VAR_DIR`` (its own SQLite
+database) and a Django helper (bench/djangoctl.py) for set-up and admin
+changes. ``up(load)`` starts the servers for one load point and returns once a
+probe client has received a quote; ``down()`` stops them (Redis and the
+database stay for the next point); ``close()`` removes everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from websockets.sync.client import connect as sync_connect
+
+from bench import procs
+from bench.djangoctl import symbol_names
+from bench.reference import READY_LINE
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVERS = ("embedded", "redis-pubsub", "redis-core", "redis-pubsub-2", "redis-core-2")
+START_TIMEOUT_S = 60.0
+PROBE_TIMEOUT_S = 30.0
+REFERENCE_TOKEN = "reference-bench-token"
+DAPHNE_READY = "Listening on TCP address"
+# The reference is the practical limit, so it listens with a deep accept queue;
+# daphne keeps Twisted's default of 50 (the storm scenario counts the overflows).
+REFERENCE_BACKLOG = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What the server generates: ``symbols`` instruments at ``rate`` quotes/s each."""
+
+    symbols: int
+    rate: float
+    batch: bool = False
+
+
+def base_env(var_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        MARKETFEED_VAR_DIR=str(var_dir),
+        DJANGO_SETTINGS_MODULE="marketfeed.settings",
+        FEED_SEED="1",
+        FEED_MAX_CONNECTIONS_PER_USER="1000000",
+        FEED_MAX_SYMBOLS="1000",
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def probe(url: str, symbol: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Ready means quotes flow: subscribe one client to ``symbol`` and wait for a quote."""
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with sync_connect(url, compression=None, open_timeout=5, user_agent_header=None) as ws:
+                ws.send(json.dumps({"op": "subscribe", "symbols": [symbol], "id": 1}))
+                while time.monotonic() < deadline:
+                    text = str(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+                    if '"type":"quote"' in text:
+                        return
+        except (OSError, TimeoutError, Exception) as exc:  # not up yet: try again
+            last_error = exc
+            time.sleep(0.2)
+    raise RuntimeError(f"no quote from {url.split('?')[0]} within {timeout_s:g} s ({last_error})")
+
+
+class Helper:
+    """The Django helper process of a deployment (JSON lines over pipes)."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.proc = procs.spawn(
+            [sys.executable, "-m", "bench.djangoctl"],
+            env=env,
+            log=log,
+            pin=False,
+            cwd=ROOT,
+            stdin_pipe=True,
+            stdout_pipe=True,
+        )
+        self.log = log
+
+    def call(self, **req: Any) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write((json.dumps(req) + "\n").encode())
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"django helper died:\n{procs.tail(self.log)}")
+        reply: dict[str, Any] = json.loads(line)
+        if not reply.get("ok"):
+            raise RuntimeError(f"django helper: {reply.get('error')}")
+        return reply
+
+    def close(self) -> None:
+        procs.stop(self.proc)
+
+
+class Deployment:
+    """Common parts: a temporary directory, logs, the processes of the current point."""
+
+    name = "?"
+
+    def __init__(self, *, pin: bool) -> None:
+        self.pin = pin
+        self.dir = Path(tempfile.mkdtemp(prefix=f"marketfeed-bench-{self.name}-"))
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self.urls: list[str] = []
+        self.commands: dict[str, str] = {}
+        self.symbols: list[str] = []
+
+    def start(
+        self, role: str, cmd: list[str], env: dict[str, str], **kw: Any
+    ) -> subprocess.Popen[bytes]:
+        log = self.dir / f"{role}.log"
+        proc = procs.spawn(cmd, env=env, log=log, pin=self.pin, cwd=ROOT, **kw)
+        self.running[role] = proc
+        shown = (["taskset", "-c", str(procs.SERVER_CORE)] if self.pin else []) + cmd
+        self.commands[role] = " ".join(_short(c) for c in shown)
+        return proc
+
+    def wait_log(self, role: str, needle: str) -> None:
+        procs.wait_for_log(self.dir / f"{role}.log", needle, self.running[role], START_TIMEOUT_S)
+
+    def pids(self) -> dict[str, int]:
+        return {role: procs.target_pid(p) for role, p in self.running.items()}
+
+    def server_pids(self) -> dict[str, int]:
+        """The processes that hold client connections (for RSS per connection)."""
+        return {r: p for r, p in self.pids().items() if r.startswith(("daphne", "reference"))}
+
+    def down(self) -> None:
+        for role in list(self.running):
+            if role != "redis-server":
+                procs.stop(self.running.pop(role))
+
+    def close(self) -> None:
+        for proc in list(self.running.values()):
+            procs.stop(proc)
+        self.running.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def up(self, load: Load) -> None:
+        raise NotImplementedError
+
+    def halt(self, symbol: str, *, halted: bool) -> float:
+        """Halt or resume ``symbol``; returns the wall-clock time just before the request."""
+        raise NotImplementedError
+
+
+class FeedDeployment(Deployment):
+    def __init__(self, server: str, *, pin: bool, backlog: int | None = None) -> None:
+        if server not in SERVERS:
+            raise ValueError(f"unknown server {server!r}")
+        self.name = server
+        super().__init__(pin=pin)
+        self.redis_layer = "core" if server.startswith("redis-core") else "pubsub"
+        self.redis = server.startswith("redis-")
+        self.daphnes = 2 if server.endswith("-2") else 1
+        self.backlog = backlog  # None: daphne's -b/-p, i.e. Twisted's listen backlog of 50
+        self.env = base_env(self.dir / "var")
+        self.helper: Helper | None = None
+        self.token = ""
+        if self.redis:
+            self._start_redis()
+
+    def _start_redis(self) -> None:
+        port = procs.free_port()
+        self.start(
+            "redis-server",
+            [
+                "/usr/bin/redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--protected-mode",
+                "no",
+            ],
+            self.env,
+        )
+        self.wait_log("redis-server", "Ready to accept connections")
+        self.env.update(REDIS_URL=f"redis://127.0.0.1:{port}/0", REDIS_LAYER=self.redis_layer)
+
+    def up(self, load: Load) -> None:
+        env = dict(self.env, FEED_BATCH_FRAMES="1" if load.batch else "0")
+        env["FEED_TICKER"] = "external" if self.redis else "embedded"
+        if self.helper is None:
+            self.helper = Helper(self.env, self.dir / "djangoctl.log")
+            self.token = self.helper.call(cmd="setup", symbols=load.symbols, rate=load.rate)[
+                "token"
+            ]
+        else:
+            self.helper.call(cmd="rate", symbols=load.symbols, rate=load.rate)
+        self.symbols = symbol_names(load.symbols)
+        if self.redis:
+            self.start("runticker", [sys.executable, "manage.py", "runticker"], env)
+        self.urls = []
+        for i in range(self.daphnes):
+            role = "daphne" if i == 0 else f"daphne{i + 1}"
+            port = procs.free_port()
+            listen = ["-b", "127.0.0.1", "-p", str(port)]
+            if self.backlog:
+                listen = ["-e", f"tcp:port={port}:interface=127.0.0.1:backlog={self.backlog}"]
+            self.start(
+                role,
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    *listen,
+                    "--websocket_timeout",
+                    "-1",
+                    "marketfeed.asgi:application",
+                ],
+                env,
+            )
+            self.urls.append(f"ws://127.0.0.1:{port}/ws/quotes/?token={self.token}")
+        for i in range(self.daphnes):
+            self.wait_log("daphne" if i == 0 else f"daphne{i + 1}", DAPHNE_READY)
+        for url in self.urls:
+            probe(url, self.symbols[0])
+
+    def halt(self, symbol: str, *, halted: bool) -> float:
+        assert self.helper is not None
+        return float(self.helper.call(cmd="resume" if not halted else "halt", symbol=symbol)["t0"])
+
+    def close(self) -> None:
+        if self.helper is not None:
+            self.helper.close()
+        super().close()
+
+
+class ReferenceDeployment(Deployment):
+    name = "reference"
+
+    def up(self, load: Load) -> None:
+        port = procs.free_port()
+        self.symbols = symbol_names(load.symbols)
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.reference",
+            "--port",
+            str(port),
+            "--symbols",
+            str(load.symbols),
+            "--rate",
+            f"{load.rate:g}",
+            "--token",
+            REFERENCE_TOKEN,
+            "--control",
+            "--backlog",
+            str(REFERENCE_BACKLOG),
+        ]
+        if load.batch:
+            cmd.append("--batch")
+        self.start("reference", cmd, base_env(self.dir / "var"), stdin_pipe=True)
+        self.wait_log("reference", READY_LINE)
+        self.urls = [f"ws://127.0.0.1:{port}/ws/quotes/?token={REFERENCE_TOKEN}"]
+        probe(self.urls[0], self.symbols[0])
+
+    def halt(self, symbol: str, *, halted: bool) -> float:
+        stdin = self.running["reference"].stdin
+        assert stdin is not None
+        t0 = time.time()
+        stdin.write(f"{'halt' if halted else 'resume'} {symbol}\n".encode())
+        stdin.flush()
+        return t0
+
+
+def deployment(server: str, *, pin: bool, backlog: int | None = None) -> Deployment:
+    if server == "reference":
+        return ReferenceDeployment(pin=pin)
+    return FeedDeployment(server, pin=pin, backlog=backlog)
+
+
+def _short(arg: str) -> str:
+    """Commands as a reader would type them: repo-relative, no temporary paths."""
+    if arg == sys.executable:
+        return ".venv/bin/python"
+    if arg.startswith(tempfile.gettempdir()):
+        return "$TMP"
+    return arg
