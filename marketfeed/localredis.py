@@ -240,7 +240,9 @@ class LocalRedis:
 
     def _launch(self) -> bool:
         """Run redis-server once; True when it said it is ready, False when it exited first."""
-        assert self.binary is not None and self._workdir is not None and self.port is not None
+        assert self.binary is not None
+        assert self._workdir is not None
+        assert self.port is not None
         command = [
             *self.command_prefix, self.binary, "--port", str(self.port), "--bind", self.host,
             # A scratch server: no RDB snapshots, no AOF, files only in our temp dir.

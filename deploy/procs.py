@@ -1,0 +1,168 @@
+"""Child processes for the local cluster: named, log-prefixed, stopped for certain.
+
+Each child runs in its own process group, so a Ctrl-C at the terminal reaches
+only the cluster, which then stops the children in order (SIGTERM, a grace
+period, SIGKILL) instead of racing them. Should the cluster itself be killed
+outright (SIGKILL, a parent that gives up on it), each child also gets
+SIGTERM from the kernel: it starts under ``setpriv --pdeathsig`` where
+util-linux has it, which is every Debian system. A thread per child copies its output
+line by line under its name and reports two events on one queue: ``ready``
+(its ready line appeared) and ``exit``. ``queue.SimpleQueue`` because signal
+handlers put on it too, and its ``put`` is reentrant where ``Queue``'s is not.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+# daphne may wait for its application instances to close; 10 s is its own default.
+STOP_TIMEOUT_S = 15.0
+# How long to let a stopped child's last output reach the terminal (a grandchild may hold the pipe).
+PUMP_DRAIN_S = 2.0
+
+
+def die_with_parent() -> list[str]:
+    """A command prefix that makes the kernel SIGTERM the child when we die; [] where unsupported.
+
+    ``preexec_fn`` could set the same flag, but it is unsafe with threads
+    running, and ours are (one output pump per child).
+    """
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+class Printer:
+    """Writes ``name | line`` for every process, one whole line at a time."""
+
+    def __init__(self, stream: TextIO = sys.stdout, width: int = 8) -> None:
+        self.stream = stream
+        self.width = width
+        self._lock = threading.Lock()
+
+    def line(self, name: str, text: str) -> None:
+        with self._lock:
+            try:
+                self.stream.write(f"{name:>{self.width}} | {text}\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # our stdout went away (a closed pipe): keep supervising anyway
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the supervisor reacts to: a child ready or gone, or a signal."""
+
+    kind: str  # "ready" | "exit" | "signal"
+    child: Child | None = None
+    signum: int = 0
+
+
+Events = queue.SimpleQueue[Event]
+
+
+@dataclass(eq=False)
+class Child:
+    """One supervised process: its name (the log prefix), command and ready line."""
+
+    name: str
+    command: Sequence[str]
+    env: dict[str, str]
+    cwd: Path
+    ready_text: str | None = None
+    proc: subprocess.Popen[str] | None = field(default=None, init=False)
+    pump: threading.Thread | None = field(default=None, init=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, events: Events, printer: Printer) -> None:
+        """Start the process; events report when it is ready and when it exits."""
+        self.proc = subprocess.Popen(
+            [*die_with_parent(), *self.command], cwd=self.cwd, env=self.env,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, errors="replace", process_group=0,
+        )
+        self.pump = threading.Thread(
+            target=self._pump, args=(self.proc, events, printer), name=f"pump-{self.name}",
+            daemon=True,
+        )
+        self.pump.start()
+
+    def _pump(self, proc: subprocess.Popen[str], events: Events, printer: Printer) -> None:
+        assert proc.stdout is not None
+        waiting_for = self.ready_text
+        with proc.stdout:
+            for line in proc.stdout:
+                printer.line(self.name, line.rstrip("\n"))
+                if waiting_for is not None and waiting_for in line:
+                    waiting_for = None
+                    events.put(Event("ready", self))
+        proc.wait()
+        events.put(Event("exit", self))
+
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM to its group: daphne and nginx have workers)."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def wait_or_kill(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the exit, then SIGKILL the group."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(max(timeout, 0.0))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        if self.pump is not None:
+            # Its last lines (the shutdown messages) before ours.
+            self.pump.join(PUMP_DRAIN_S)
+
+
+def describe_exit(returncode: int | None) -> str:
+    """'code 3' or 'signal SIGKILL', for a person reading why the cluster stopped."""
+    if returncode is None:
+        return "no exit status"
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"code {returncode}"
+
+
+def stop_all(children: Sequence[Child], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM every child at once, then wait for each within one shared grace period."""
+    for child in children:
+        child.terminate()
+    deadline = time.monotonic() + timeout
+    for child in children:
+        child.wait_or_kill(deadline - time.monotonic())
+
+
+def run_once(
+    command: Sequence[str], *, env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a setup step (migrate, feeduser) to completion and capture its output."""
+    return subprocess.run(
+        list(command), cwd=cwd, env=env, capture_output=True, text=True, errors="replace",
+        timeout=timeout, stdin=subprocess.DEVNULL,
+    )
