@@ -107,10 +107,13 @@ def main() -> int:
     if args and args[0] == "setup":
         return 0
     if args and args[0] == "cluster":
-        return subprocess.call([str(PY), "-m", "deploy.cluster", *args[1:]], cwd=ROOT)
+        # exec, not a child: Ctrl-C must reach the cluster's own orderly shutdown.
+        os.chdir(ROOT)
+        os.execv(str(PY), [str(PY), "-m", "deploy.cluster", *args[1:]])
     if args and args[0] == "bench":
         ensure_bench_requirements()
-        return subprocess.call([str(PY), "-m", "bench", *args[1:]], cwd=ROOT)
+        os.chdir(ROOT)
+        os.execv(str(PY), [str(PY), "-m", "bench", *args[1:]])
     return serve()
 
 
