@@ -34,28 +34,23 @@ def ensure_venv() -> None:
     if not PY.exists():
         print("creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    stamp = VENV / ".requirements.sha256"
-    digest = hashlib.sha256(
-        b"".join(p.read_bytes() for p in sorted(ROOT.glob("requirements*.txt")))
-    ).hexdigest()
-    if not stamp.exists() or stamp.read_text() != digest:
-        print("installing pinned requirements ...", flush=True)
-        subprocess.run(
-            [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(REQUIREMENTS)],
-            check=True,
-        )
-        stamp.write_text(digest)
+    inputs = sorted(ROOT.glob("requirements*.txt"))
+    install(REQUIREMENTS, inputs, VENV / ".requirements.sha256", "pinned requirements")
 
 
 def ensure_bench_requirements() -> None:
     """The benchmark's own packages (uvloop, matplotlib), installed on first use."""
     wanted = ROOT / "bench" / "requirements.txt"
-    stamp = VENV / ".bench-requirements.sha256"
-    digest = hashlib.sha256(wanted.read_bytes()).hexdigest()
+    install(wanted, [wanted], VENV / ".bench-requirements.sha256", "the benchmark's pinned requirements")
+
+
+def install(requirements: Path, inputs: list[Path], stamp: Path, what: str) -> None:
+    """pip install -r ``requirements``, unless ``inputs`` are unchanged since the last time."""
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in inputs)).hexdigest()
     if not stamp.exists() or stamp.read_text() != digest:
-        print("installing the benchmark's pinned requirements ...", flush=True)
+        print(f"installing {what} ...", flush=True)
         subprocess.run(
-            [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(wanted)],
+            [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(requirements)],
             check=True,
         )
         stamp.write_text(digest)

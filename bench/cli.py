@@ -17,20 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import connections, procs, results, scenarios
+from bench.report import SCENARIOS
 from bench.servers import SERVERS
 
-ORDER = (
-    "quick",
-    "sweep",
-    "batch",
-    "mix200",
-    "mix1000",
-    "overload",
-    "layers",
-    "idle",
-    "storm",
-    "admin",
-)
+# The order `all` runs them in, the order the report lists them in.
+ORDER = SCENARIOS
 STREAM_SHAPES = {  # clients, symbols, symbols per client
     "quick": (20, 5, 5),
     "sweep": (100, 10, 10),
