@@ -93,7 +93,10 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
     async def on_connect(self) -> None:
         self.hub = await get_hub()
         self.outbox = Outbox(
-            send=self._send_text, on_ready=self.hub.schedule, batch_frames=settings.FEED_BATCH_FRAMES
+            send=self._send_text,
+            write=self.transport.write_frames,
+            on_ready=self.hub.schedule,
+            batch_frames=settings.FEED_BATCH_FRAMES,
         )
         await self.base_send({"type": "websocket.accept"})
         self.transport.watch(pause=self.outbox.pause, resume=self.outbox.resume)
@@ -177,7 +180,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         await self.transport.close(int(close_code))
 
     async def _send_text(self, text: str, shared: bool = False) -> None:
-        if not self.transport.write_text(text, shared=shared):
+        if not self.transport.write_frames([text], shared):
             await self.base_send({"type": "websocket.send", "text": text})
 
     # --- client frames ------------------------------------------------------------------------

@@ -152,7 +152,9 @@ class Hub:
             ready, self._ready = self._ready, []
             for outbox in ready:
                 try:
-                    await outbox.flush()
+                    pending = outbox.flush()
+                    if pending is not None:
+                        await pending
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # one broken connection must not stop the others

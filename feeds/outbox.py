@@ -16,10 +16,12 @@ Policy, in one place:
 - When the transport drains ("resume"), the held messages are queued in their
   order and flushed.
 
-The outbox knows nothing of sockets: ``send`` writes one frame (told whether
-its text is one message, which may be shared with other clients, or a batch
-of this client's own), and ``on_ready`` tells whoever flushes (the hub) that
-this outbox has work.
+The outbox knows nothing of sockets. ``write`` puts a whole flush on the wire
+at once where the transport can (every frame of it in one socket write) and
+says whether it did; where it cannot, ``send`` writes frames one at a time,
+asynchronously. Both are told whether the texts are single messages, which
+may be shared with other clients, or a batch of this client's own.
+``on_ready`` tells whoever flushes (the hub) that this outbox has work.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 Send = Callable[[str, bool], Awaitable[None]]  # (frame text, one shareable message?)
+Write = Callable[[list[str], bool], bool]  # (frame texts, shareable?) -> written at once?
+
+
+def _cannot_write(texts: list[str], shared: bool) -> bool:
+    return False
 
 
 class Outbox:
@@ -39,6 +46,7 @@ class Outbox:
         "_on_ready",
         "_queued",
         "_send",
+        "_write",
         "conflated",
         "last_sent",
         "paused",
@@ -46,9 +54,15 @@ class Outbox:
     )
 
     def __init__(
-        self, *, send: Send, on_ready: Callable[[Outbox], None], batch_frames: bool
+        self,
+        *,
+        send: Send,
+        on_ready: Callable[[Outbox], None],
+        batch_frames: bool,
+        write: Write = _cannot_write,
     ) -> None:
         self._send = send
+        self._write = write
         self._on_ready = on_ready
         self._batch_frames = batch_frames
         self._queued: list[str] = []
@@ -104,18 +118,26 @@ class Outbox:
         """Messages waiting, queued or held."""
         return len(self._queued) + len(self._held)
 
-    async def flush(self) -> None:
-        """Write everything queued; called by the hub once per loop turn with work."""
+    def flush(self) -> Awaitable[None] | None:
+        """Write everything queued; called by the hub once per loop turn with work.
+
+        Returns None when it is all written, or an awaitable that finishes the
+        job when the transport needs the asynchronous path.
+        """
         self.scheduled = False
         queued = self._queued
         if not queued:
-            return
+            return None
         self._queued = []
         self.last_sent = time.monotonic()
-        if len(queued) == 1:
-            await self._send(queued[0], True)
-        elif self._batch_frames:
-            await self._send("[" + ",".join(queued) + "]", False)
+        if self._batch_frames and len(queued) > 1:
+            texts, shared = ["[" + ",".join(queued) + "]"], False
         else:
-            for text in queued:
-                await self._send(text, True)
+            texts, shared = queued, True
+        if self._write(texts, shared):
+            return None
+        return self._send_each(texts, shared)
+
+    async def _send_each(self, texts: list[str], shared: bool) -> None:
+        for text in texts:
+            await self._send(text, shared)

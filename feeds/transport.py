@@ -13,8 +13,15 @@ needs two things it does not carry:
   each copy would pass the session wrapper, daphne's reply handler and
   autobahn's generic ``sendMessage``, and be encoded and framed again. Here
   the frame is built once per quote (``frame_of``, cached until the hub's
-  next flush pass) and written straight to each client's Twisted transport,
-  in order with anything sent through ASGI, since both write synchronously.
+  next flush pass), and all the frames of one flush to one client go to its
+  socket in one ``send`` while Twisted has nothing buffered for it. Only what
+  the kernel does not take goes through Twisted's ``write``, which buffers it,
+  waits for the socket to drain, and pauses the producer when the buffer
+  passes the high-water mark. (Twisted's own ``write`` always buffers and
+  waits for the next reactor turn: an epoll registration, a wake-up and a
+  deregistration per frame, two thirds of the server's time in a profile.)
+  Order holds with anything sent through ASGI, since every path writes
+  synchronously and the fast one only runs while nothing is queued.
 
 Under daphne, ``send`` is ``functools.partial(server.handle_reply, protocol)``;
 ``attach`` finds the autobahn protocol there and registers a Twisted
@@ -70,10 +77,10 @@ class Transport:
     def __init__(self, send: AsgiSend) -> None:
         self._send = send
 
-    def write_text(self, text: str, *, shared: bool) -> bool:
-        """Write a text frame straight to the socket if this transport can; False if not.
+    def write_frames(self, texts: list[str], shared: bool) -> bool:
+        """Write a text frame of each text now, if this transport can; False if not.
 
-        ``shared``: the same text goes to other clients too (its frame is cached).
+        ``shared``: the same texts go to other clients too (their frames are cached).
         """
         return False
 
@@ -107,12 +114,31 @@ class DaphneTransport(Transport):
         self._socket_buffer_bytes = socket_buffer_bytes
         self._open_state = getattr(protocol, "STATE_OPEN", None)
 
-    def write_text(self, text: str, *, shared: bool) -> bool:
+    def write_frames(self, texts: list[str], shared: bool) -> bool:
         protocol = self._protocol
         # Only on an open connection with nothing queued inside autobahn, so order holds.
         if protocol.state != self._open_state or protocol.send_queue:
             return False
-        protocol.transport.write(frame_of(text) if shared else text_frame(text.encode("utf-8")))
+        if shared:
+            data = frame_of(texts[0]) if len(texts) == 1 else b"".join(map(frame_of, texts))
+        else:
+            data = b"".join(text_frame(text.encode("utf-8")) for text in texts)
+        tcp = protocol.transport
+        if (
+            not tcp.dataBuffer
+            and not tcp._tempDataLen
+            and tcp.connected
+            and not tcp.disconnecting
+            and not getattr(tcp, "TLS", True)  # a TLS transport must encrypt: Twisted's path
+        ):
+            try:
+                sent = tcp.socket.send(data)
+            except OSError:  # full (EAGAIN), or broken: Twisted's write path finds out which
+                sent = 0
+            if sent == len(data):
+                return True
+            data = data[sent:]
+        tcp.write(data)
         return True
 
     def watch(self, *, pause: Callable[[], None], resume: Callable[[], None]) -> None:

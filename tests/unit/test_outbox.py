@@ -34,6 +34,12 @@ def make(rec: Recorder, *, batch_frames: bool = True) -> Outbox:
     return Outbox(send=rec.send, on_ready=rec.on_ready, batch_frames=batch_frames)
 
 
+async def flushed(box: Outbox) -> None:
+    pending = box.flush()
+    if pending is not None:
+        await pending
+
+
 def q(symbol: str, seq: int) -> str:
     return json.dumps({"type": "quote", "symbol": symbol, "seq": seq}, separators=(",", ":"))
 
@@ -59,9 +65,9 @@ def sent(rec: Recorder) -> list[str]:
 async def test_one_message_goes_out_as_one_frame_of_its_own_text(rec, batch_frames):
     box = make(rec, batch_frames=batch_frames)
     box.quote("AAPL", q("AAPL", 1))
-    await box.flush()
+    await flushed(box)
     box.control(c(1))
-    await box.flush()
+    await flushed(box)
     assert rec.frames == [q("AAPL", 1), c(1)]
 
 
@@ -70,7 +76,7 @@ async def test_several_messages_before_a_flush_go_out_as_one_json_array_frame_wh
     box.quote("AAPL", q("AAPL", 1))
     box.control(c(1))
     box.quote("AAPL", q("AAPL", 2))
-    await box.flush()
+    await flushed(box)
     assert rec.frames == ["[" + ",".join([q("AAPL", 1), c(1), q("AAPL", 2)]) + "]"]
     assert json.loads(rec.frames[0]) == [
         json.loads(q("AAPL", 1)),
@@ -84,7 +90,7 @@ async def test_several_messages_before_a_flush_go_out_as_separate_frames_without
     box.quote("AAPL", q("AAPL", 1))
     box.control(c(1))
     box.quote("MSFT", q("MSFT", 1))
-    await box.flush()
+    await flushed(box)
     assert rec.frames == [q("AAPL", 1), c(1), q("MSFT", 1)]
 
 
@@ -92,7 +98,7 @@ async def test_quotes_are_not_conflated_while_the_client_keeps_up(rec):
     box = make(rec)
     for seq in range(1, 6):
         box.quote("AAPL", q("AAPL", seq))
-    await box.flush()
+    await flushed(box)
     assert sent(rec) == [q("AAPL", seq) for seq in range(1, 6)]
     assert box.conflated == 0
 
@@ -104,7 +110,7 @@ async def test_on_ready_is_called_once_per_flush_cycle(rec):
     box.quote("MSFT", q("MSFT", 1))
     assert rec.ready == [box]
     assert box.scheduled
-    await box.flush()
+    await flushed(box)
     assert not box.scheduled
     box.control(c(2))
     box.quote("AAPL", q("AAPL", 2))
@@ -113,10 +119,10 @@ async def test_on_ready_is_called_once_per_flush_cycle(rec):
 
 async def test_a_flush_with_nothing_queued_sends_nothing(rec):
     box = make(rec)
-    await box.flush()
+    await flushed(box)
     box.quote("AAPL", q("AAPL", 1))
-    await box.flush()
-    await box.flush()
+    await flushed(box)
+    await flushed(box)
     assert rec.frames == [q("AAPL", 1)]
     assert not box.scheduled
 
@@ -124,9 +130,9 @@ async def test_a_flush_with_nothing_queued_sends_nothing(rec):
 async def test_a_flush_sends_each_message_once(rec):
     box = make(rec)
     box.quote("AAPL", q("AAPL", 1))
-    await box.flush()
+    await flushed(box)
     box.quote("AAPL", q("AAPL", 2))
-    await box.flush()
+    await flushed(box)
     assert rec.frames == [q("AAPL", 1), q("AAPL", 2)]
     assert box.pending == 0
 
@@ -134,15 +140,15 @@ async def test_a_flush_sends_each_message_once(rec):
 async def test_single_messages_are_marked_shareable_and_batches_are_not(rec):
     box = make(rec)
     box.quote("AAPL", q("AAPL", 1))
-    await box.flush()
+    await flushed(box)
     box.quote("AAPL", q("AAPL", 2))
     box.quote("MSFT", q("MSFT", 1))
-    await box.flush()
+    await flushed(box)
     assert rec.shared == [True, False]
     unbatched = make(rec, batch_frames=False)
     unbatched.quote("AAPL", q("AAPL", 3))
     unbatched.quote("MSFT", q("MSFT", 2))
-    await unbatched.flush()
+    await flushed(unbatched)
     assert rec.shared[2:] == [True, True]
 
 
@@ -157,7 +163,7 @@ async def test_while_paused_quotes_for_one_symbol_conflate_to_the_newest(rec):
     assert box.pending == 1
     assert box.conflated == 4
     box.resume()
-    await box.flush()
+    await flushed(box)
     assert rec.frames == [q("AAPL", 5)]
 
 
@@ -168,7 +174,7 @@ async def test_while_paused_nothing_is_scheduled_or_sent(rec):
     box.control(c(1))
     assert rec.ready == []
     assert not box.scheduled
-    await box.flush()  # even if flushed anyway, held messages stay held
+    await flushed(box)  # even if flushed anyway, held messages stay held
     assert rec.frames == []
     assert box.pending == 2
 
@@ -181,7 +187,7 @@ async def test_while_paused_quotes_of_different_symbols_are_held_side_by_side(re
     box.quote("AAPL", q("AAPL", 2))
     assert box.conflated == 1
     box.resume()
-    await box.flush()
+    await flushed(box)
     assert sent(rec) == [q("MSFT", 1), q("AAPL", 2)]
 
 
@@ -192,7 +198,7 @@ async def test_a_newer_held_quote_moves_behind_a_later_control_message(rec):
     box.control(c(1))
     box.quote("AAPL", q("AAPL", 2))
     box.resume()
-    await box.flush()
+    await flushed(box)
     # The client never sees seq 2 before a reply it would have seen seq 1 before.
     assert rec.frames == [c(1), q("AAPL", 2)]
 
@@ -206,7 +212,7 @@ async def test_control_messages_are_never_dropped_while_paused(rec):
     assert box.conflated == 99
     assert box.pending == 101
     box.resume()
-    await box.flush()
+    await flushed(box)
     assert sent(rec) == [c(n) for n in range(100)] + [q("AAPL", 99)]
 
 
@@ -216,7 +222,7 @@ async def test_identical_control_messages_are_all_kept(rec):
     for _ in range(3):
         box.control(c(0))
     box.resume()
-    await box.flush()
+    await flushed(box)
     assert sent(rec) == [c(0)] * 3
 
 
@@ -231,7 +237,7 @@ async def test_forget_drops_a_held_quote_and_nothing_else(rec):
     box.forget("NOT-HELD")
     assert box.pending == 2
     box.resume()
-    await box.flush()
+    await flushed(box)
     assert sent(rec) == [c(1), q("MSFT", 1)]
 
 
@@ -247,7 +253,7 @@ async def test_resume_queues_held_messages_in_order_and_schedules_a_flush(rec):
     assert box.scheduled
     assert rec.ready == [box]
     assert box.pending == 4
-    await box.flush()
+    await flushed(box)
     assert rec.frames == [c(1), q("AAPL", 1), c(2), q("MSFT", 1)]
     assert box.pending == 0
 
@@ -271,7 +277,7 @@ async def test_messages_queued_before_a_pause_go_out_before_held_ones_in_one_cyc
     box.resume()
     # The flush scheduled before the pause is still due: no second scheduling.
     assert rec.ready == [box]
-    await box.flush()
+    await flushed(box)
     assert rec.frames == [q("AAPL", 1), c(1), q("AAPL", 3), c(2)]
     assert box.conflated == 1
 
@@ -281,11 +287,11 @@ async def test_after_resume_the_outbox_queues_and_schedules_as_before(rec):
     box.pause()
     box.quote("AAPL", q("AAPL", 1))
     box.resume()
-    await box.flush()
+    await flushed(box)
     box.quote("AAPL", q("AAPL", 2))
     box.quote("AAPL", q("AAPL", 3))
     assert rec.ready == [box, box]
-    await box.flush()
+    await flushed(box)
     assert sent(rec) == [q("AAPL", 1), q("AAPL", 2), q("AAPL", 3)]
     assert box.conflated == 0
 
@@ -307,3 +313,48 @@ def test_pending_counts_queued_and_held_messages():
     assert box.pending == 5
     box.forget("MSFT")
     assert box.pending == 4
+
+
+# --- the synchronous write path ----------------------------------------------------------
+
+
+class Wire:
+    """A transport that takes whole flushes at once, until told it cannot."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[list[str], bool]] = []
+        self.able = True
+
+    def write(self, texts: list[str], shared: bool) -> bool:
+        if self.able:
+            self.writes.append((list(texts), shared))
+        return self.able
+
+
+@pytest.mark.parametrize("batch_frames", [True, False])
+def test_a_flush_the_transport_takes_is_one_write_and_needs_no_await(rec, batch_frames):
+    wire = Wire()
+    box = Outbox(send=rec.send, write=wire.write, on_ready=rec.on_ready, batch_frames=batch_frames)
+    box.quote("AAPL", q("AAPL", 1))
+    box.control(c(1))
+    box.quote("MSFT", q("MSFT", 1))
+    assert box.flush() is None
+    expected = [q("AAPL", 1), c(1), q("MSFT", 1)]
+    if batch_frames:
+        assert wire.writes == [(["[" + ",".join(expected) + "]"], False)]
+    else:
+        assert wire.writes == [(expected, True)]
+    assert rec.frames == []
+
+
+async def test_a_flush_the_transport_refuses_goes_out_frame_by_frame_in_order(rec):
+    wire = Wire()
+    wire.able = False
+    box = Outbox(send=rec.send, write=wire.write, on_ready=rec.on_ready, batch_frames=False)
+    box.quote("AAPL", q("AAPL", 1))
+    box.quote("AAPL", q("AAPL", 2))
+    pending = box.flush()
+    assert pending is not None and rec.frames == []
+    await pending
+    assert rec.frames == [q("AAPL", 1), q("AAPL", 2)] and rec.shared == [True, True]
+    assert box.flush() is None  # nothing left
