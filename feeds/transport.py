@@ -151,6 +151,13 @@ class DaphneTransport(Transport):
         except Exception:  # an unexpected transport: keep serving, without back-pressure
             logger.warning("no back-pressure for this connection's transport", exc_info=True)
             return
+        try:
+            # Twisted leaves Nagle's algorithm on: a quote written while the previous
+            # one is unacknowledged would wait for the peer's delayed ACK (up to 40 ms
+            # on Linux). The outbox already coalesces what leaves together.
+            transport.setTcpNoDelay(True)
+        except (AttributeError, OSError):
+            pass
         if self._socket_buffer_bytes:
             _limit_socket_buffer(transport, self._socket_buffer_bytes)
 

@@ -1,0 +1,80 @@
+"""The load generator's frame cutter (bench/wire.py) reads what the server writes.
+
+The benchmark's figures are only as good as its client: every frame must be
+seen once, whole, in order, however the bytes are split by the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
+
+from bench.wire import LeanConnection
+from feeds.transport import text_frame
+
+
+class Socket:
+    """What the connection writes back (its pongs), as an asyncio transport would take it."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        pass
+
+
+def parse_request(data: bytes) -> Request:
+    reader = StreamReader()
+    reader.feed_data(data)
+    parser = Request.parse(reader.read_line)
+    try:
+        while True:
+            next(parser)
+    except StopIteration as done:
+        return done.value
+
+
+async def streaming() -> tuple[LeanConnection, list[str], Socket]:
+    """A connection past a real handshake (answered by websockets' server side), streaming."""
+    sock = Socket()
+    conn = LeanConnection("ws://127.0.0.1:1/", max_size=2**24)
+    conn.connection_made(sock)  # type: ignore[arg-type]
+    server = ServerProtocol()
+    server.send_response(server.accept(parse_request(b"".join(sock.sent))))
+    conn.data_received(b"".join(server.data_to_send()))
+    await asyncio.wait_for(conn.opened, 1)
+    sock.sent.clear()
+    got: list[str] = []
+    conn.stream(got.append)
+    conn.data_received(b"")  # at a frame boundary: switches to the fast path
+    return conn, got, sock
+
+
+TEXTS = ["", "a", "é" * 63, "x" * 125, "y" * 126, "z" * 65_535, "w" * 65_536, '{"type":"quote"}']
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1000, 10**7])
+async def test_every_frame_arrives_once_whole_and_in_order_however_the_bytes_are_split(chunk):
+    conn, got, _ = await streaming()
+    wire = b"".join(text_frame(t.encode()) for t in TEXTS)
+    for i in range(0, len(wire), chunk):
+        conn.data_received(wire[i : i + chunk])
+    assert got == TEXTS
+    assert conn._fast
+
+
+async def test_a_ping_between_text_frames_is_answered_and_the_stream_goes_on():
+    conn, got, sock = await streaming()
+    ping = Frame(Opcode.PING, b"hi").serialize(mask=False, extensions=[])
+    conn.data_received(text_frame(b"one") + ping + text_frame(b"two"))
+    assert got == ["one", "two"]
+    pongs = [data for data in sock.sent if data]
+    assert len(pongs) == 1 and pongs[0][0] == 0x8A  # FIN + pong, masked by the client
