@@ -78,3 +78,4 @@ def _start_with_reactor() -> None:
 
 
 _start_with_reactor()
+runtime.freeze_startup_objects()

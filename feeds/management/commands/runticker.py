@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from feeds.leader import Leader
 from feeds.redis_store import check_reachable
-from feeds.runtime import build_ticker
+from feeds.runtime import build_ticker, freeze_startup_objects
 from feeds.store import get_store
 
 logger = logging.getLogger("feeds.ticker")
@@ -32,6 +32,7 @@ class Command(BaseCommand):
                 "already runs a ticker inside the server process)"
             )
         check_reachable(settings.REDIS_URL)  # one clear line if it is not there
+        freeze_startup_objects()
         asyncio.run(self._run())
 
     async def _run(self) -> None:
