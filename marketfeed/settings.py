@@ -137,7 +137,8 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # Channels' in-memory layer without its per-message costs (feeds/layers.py).
+            "BACKEND": "feeds.layers.LocalChannelLayer",
             # One member per server process (the hub), so a deep queue is cheap.
             "CONFIG": {"capacity": 10_000},
         }
