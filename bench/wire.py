@@ -13,12 +13,14 @@ so the per-frame cost is the library's parser and nothing else.
 ``recv()`` exists for the set-up phase (``welcome``, ``subscribed``); once
 ``stream(callback)`` is called every later frame goes to the callback.
 
-Once streaming, whole unfragmented text frames are cut out of the bytes here
-(a server's frames are unmasked: a two-byte header, an optional 16- or 64-bit
-length, the payload) and everything else (pings, close, fragments) is handed
-to the Sans-I/O protocol a whole frame at a time. websockets' generator-based
-parser was most of the client's time per frame; a saturated client would
-hide the server's latency behind its own.
+After the handshake's HTTP response (up to its blank line, which the
+Sans-I/O protocol reads), whole unfragmented text frames are cut out of the
+bytes here (a server's frames are unmasked: a two-byte header, an optional
+16- or 64-bit length, the payload) and everything else (pings, close,
+fragments) is handed to the protocol a whole frame at a time, so both always
+agree where a frame starts. websockets' generator-based parser was most of
+the client's time per frame; a saturated client would hide the server's
+latency behind its own.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
+MAX_HEAD_BYTES = 65_536  # a handshake response longer than this is not one
 
 class LeanConnection(asyncio.Protocol):
     def __init__(self, url: str, max_size: int) -> None:
@@ -45,8 +48,8 @@ class LeanConnection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._on_text: Callable[[str], None] | None = None
         self._parts: list[bytes] = []
-        self._fast = False  # cutting text frames out ourselves (see the module doc)
-        self._rest = b""  # the start of a frame not yet complete, on the fast path
+        self._head: bytes | None = b""  # the HTTP response so far; None once it is read
+        self._rest = b""  # the start of a frame not yet complete
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -56,12 +59,24 @@ class LeanConnection(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
-        if self._fast:
+        if self._head is None:
             self._cut_frames(data)
             return
-        self._to_protocol(data)
-        if self._on_text is not None and self.opened.done() and not self.proto.reader.buffer:
-            self._fast = True  # at a frame boundary: from here on, the fast path
+        head = self._head + data
+        end = head.find(b"\r\n\r\n")
+        if end < 0 and len(head) < MAX_HEAD_BYTES:
+            self._head = head
+            return
+        self._head = None
+        if end < 0:  # no end of headers in sight: the protocol reports what is wrong
+            self._to_protocol(head)
+            return
+        end += 4
+        self._to_protocol(head[:end])
+        if self.proto.handshake_exc is not None:  # refused: a body, not frames
+            self._to_protocol(head[end:])
+        elif end < len(head):
+            self._cut_frames(head[end:])
 
     def _to_protocol(self, data: bytes) -> None:
         proto = self.proto
@@ -75,12 +90,11 @@ class LeanConnection(asyncio.Protocol):
 
     def _cut_frames(self, data: bytes) -> None:
         buf = self._rest + data if self._rest else data
-        end, pos, on_text = len(buf), 0, self._on_text
-        assert on_text is not None
+        end, pos = len(buf), 0
         while end - pos >= 2:
             size, head = buf[pos + 1], 2
             if size & 0x80:  # masked: not from a server; let the protocol fail it
-                self._fast = False
+                self._rest = b""
                 self._to_protocol(buf[pos:])
                 return
             if size == 126:
@@ -95,7 +109,7 @@ class LeanConnection(asyncio.Protocol):
             if stop > end:
                 break
             if buf[pos] == 0x81:  # FIN + text
-                on_text(buf[pos + head : stop].decode())
+                self._text(buf[pos + head : stop].decode())
             else:
                 self._to_protocol(buf[pos:stop])
             pos = stop
@@ -131,12 +145,15 @@ class LeanConnection(asyncio.Protocol):
                 return
             text = b"".join(self._parts).decode()
             self._parts = []
-            if self._on_text is not None:
-                self._on_text(text)
-            else:
-                self._inbox.append(text)
-                self._wake()
+            self._text(text)
         elif frame.opcode is Opcode.CLOSE:
+            self._wake()
+
+    def _text(self, text: str) -> None:
+        if self._on_text is not None:
+            self._on_text(text)
+        else:
+            self._inbox.append(text)
             self._wake()
 
     def _wake(self) -> None:

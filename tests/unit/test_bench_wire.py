@@ -42,19 +42,24 @@ def parse_request(data: bytes) -> Request:
         return done.value
 
 
-async def streaming() -> tuple[LeanConnection, list[str], Socket]:
-    """A connection past a real handshake (answered by websockets' server side), streaming."""
+def opening() -> tuple[LeanConnection, Socket, bytes]:
+    """A connection that sent its handshake, and the bytes of a real server's answer."""
     sock = Socket()
     conn = LeanConnection("ws://127.0.0.1:1/", max_size=2**24)
     conn.connection_made(sock)  # type: ignore[arg-type]
     server = ServerProtocol()
     server.send_response(server.accept(parse_request(b"".join(sock.sent))))
-    conn.data_received(b"".join(server.data_to_send()))
-    await asyncio.wait_for(conn.opened, 1)
     sock.sent.clear()
+    return conn, sock, b"".join(server.data_to_send())
+
+
+async def streaming() -> tuple[LeanConnection, list[str], Socket]:
+    """A connection past a real handshake (answered by websockets' server side), streaming."""
+    conn, sock, response = opening()
+    conn.data_received(response)
+    await asyncio.wait_for(conn.opened, 1)
     got: list[str] = []
     conn.stream(got.append)
-    conn.data_received(b"")  # at a frame boundary: switches to the fast path
     return conn, got, sock
 
 
@@ -68,7 +73,6 @@ async def test_every_frame_arrives_once_whole_and_in_order_however_the_bytes_are
     for i in range(0, len(wire), chunk):
         conn.data_received(wire[i : i + chunk])
     assert got == TEXTS
-    assert conn._fast
 
 
 async def test_a_ping_between_text_frames_is_answered_and_the_stream_goes_on():
@@ -78,3 +82,18 @@ async def test_a_ping_between_text_frames_is_answered_and_the_stream_goes_on():
     assert got == ["one", "two"]
     pongs = [data for data in sock.sent if data]
     assert len(pongs) == 1 and pongs[0][0] == 0x8A  # FIN + pong, masked by the client
+
+
+async def test_frames_in_the_same_reads_as_the_handshake_answer_are_all_read():
+    """Wherever the reads split (after a frame header too), recv then stream see every frame."""
+    frames = b"".join(text_frame(t.encode()) for t in ("welcome", "subscribed", "q1", "q2"))
+    for cut in range(1, 300):
+        conn, _, response = opening()
+        wire = response + frames
+        conn.data_received(wire[:cut])
+        conn.data_received(wire[cut:])
+        await asyncio.wait_for(conn.opened, 1)
+        assert [await conn.recv(), await conn.recv()] == ["welcome", "subscribed"]
+        got: list[str] = []
+        conn.stream(got.append)
+        assert got == ["q1", "q2"], cut
