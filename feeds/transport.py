@@ -143,21 +143,15 @@ class DaphneTransport(Transport):
 
     def watch(self, *, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         transport = getattr(self._protocol, "transport", None)
-        if transport is None or getattr(transport, "producer", None) is not None:
+        if transport is None:
             return
         try:
+            _release_http_channel(transport)
             transport.bufferSize = self._buffer_bytes
             transport.registerProducer(_Producer(pause, resume), True)
         except Exception:  # an unexpected transport: keep serving, without back-pressure
             logger.warning("no back-pressure for this connection's transport", exc_info=True)
             return
-        try:
-            # Twisted leaves Nagle's algorithm on: a quote written while the previous
-            # one is unacknowledged would wait for the peer's delayed ACK (up to 40 ms
-            # on Linux). The outbox already coalesces what leaves together.
-            transport.setTcpNoDelay(True)
-        except (AttributeError, OSError):
-            pass
         if self._socket_buffer_bytes:
             _limit_socket_buffer(transport, self._socket_buffer_bytes)
 
@@ -167,6 +161,25 @@ class DaphneTransport(Transport):
         else:
             # autobahn's own close path refuses these codes; its frame-level one does not.
             self._protocol.sendCloseFrame(code=code)
+
+
+def _release_http_channel(transport: Any) -> None:
+    """Unregister twisted.web's HTTPChannel, still the producer after daphne's upgrade.
+
+    daphne upgrades the HTTP connection in place, and the HTTPChannel that read
+    the handshake stays registered as the transport's producer. Nothing would
+    pause our outbox then; worse, a full send buffer would make the channel
+    stop *reading* the socket, so a slow reader's pings and requests would sit
+    unread. Any other producer is unexpected: leave it, and say so.
+    """
+    from twisted.web.http import HTTPChannel
+
+    producer = transport.producer
+    if producer is None:
+        return
+    if not isinstance(producer, HTTPChannel):
+        raise RuntimeError(f"the transport already has a producer: {producer!r}")
+    transport.unregisterProducer()
 
 
 def _limit_socket_buffer(transport: Any, size: int) -> None:
