@@ -148,6 +148,8 @@ def test_pages_hold_100_by_default_and_at_most_1000(
         ("dollar", ["BTC-USD", "EUR/USD"]),
         ("", ["AAPL", "BTC-USD", "EUR/USD", "MSFT"]),
         ("100%", []),
+        ("a_b", []),  # LIKE wildcards are matched literally
+        ("'; DROP TABLE feeds_instrument; --", []),
         ("zzz", []),
     ],
 )

@@ -1,86 +1,216 @@
-"""The ticker page in headless Chromium (Debian's), against a live daphne."""
+"""The ticker page in headless Chromium, against a live daphne: what a user sees."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import re
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
+from tests.browser.conftest import PASSWORD, USERNAME, log_in
+from tests.servers import Server, free_port, manage
 from tests.timeouts import timeout
 
-pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser, pytest.mark.live]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
+DEFAULT_SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "BTC-USD", "ETH-USD", "GBP/USD", "USD/JPY"]
+STORAGE_KEY = f"marketfeed:watchlist:v1:{USERNAME}"
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1100, "height": 560},
-        )
-        yield context
-        context.close()
-
-
-@pytest.fixture
-def page(browser, server, token):
-    page = browser.new_page()
-    page.set_default_timeout(timeout(15) * 1000)
-    page.goto(f"{server.url}/")
-    if "/accounts/login/" in page.url:
-        page.fill('input[name="username"]', "livetester")
-        page.fill('input[name="password"]', "live-pass-123")
-        page.click('button[type="submit"]')
-    page.wait_for_selector('#conn-state[data-state="live"]')
-    yield page
-    page.close()
+def row(page, symbol: str):
+    return page.locator(f'tr[data-symbol="{symbol}"]')
 
 
 def cell(page, symbol: str, field: str):
-    return page.locator(f'tr[data-symbol="{symbol}"] td[data-field="{field}"]')
+    return row(page, symbol).locator(f'[data-field="{field}"]')
 
 
-def wait_for_change(page, symbol: str, field: str = "ts") -> None:
-    locator = cell(page, symbol, field)
-    locator.filter(has_text=".").first.wait_for()
-    before = locator.inner_text()
-    page.wait_for_function(
-        "([sel, before]) => document.querySelector(sel)?.textContent !== before",
-        arg=[f'tr[data-symbol="{symbol}"] td[data-field="{field}"]', before],
+def wait_for_tick(page, symbol: str) -> None:
+    """Wait until the row shows a quote, then until it shows a newer one."""
+    expect(row(page, symbol)).to_have_attribute("data-seq", re.compile(r"\d"))
+    before = row(page, symbol).get_attribute("data-seq")
+    expect(row(page, symbol)).not_to_have_attribute("data-seq", before)
+
+
+def shown_symbols(page) -> list[str]:
+    return page.locator("#rows tr").evaluate_all("rows => rows.map(r => r.dataset.symbol)")
+
+
+def set_instrument_active(env: dict[str, str], symbol: str, *, active: bool) -> None:
+    """What the admin's halt / resume actions do, through the same service."""
+    service = "instrument_resume" if active else "instrument_halt"
+    manage(
+        env, "shell", "-c",
+        f"from feeds.models import Instrument as I; from feeds.services import {service} as s; "
+        f"s(instruments=I.objects.filter(symbol={symbol!r}))",
     )
 
 
+def test_login_page_signs_in_and_log_out_signs_out(context, server, token):
+    page = context.new_page()
+    page.goto(f"{server.url}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.fill('input[name="username"]', USERNAME)
+    page.fill('input[name="password"]', "wrong")
+    page.click('button[type="submit"]')
+    expect(page.get_by_role("alert")).to_contain_text("did not match")
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('button[type="submit"]')
+    expect(page.locator("#conn-state")).to_have_text("live")
+    expect(page.locator(".who")).to_have_text(USERNAME)
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.goto(f"{server.url}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/"))
+
+
 def test_default_watchlist_shows_prices_that_change(page):
-    for symbol in ("AAPL", "BTC-USD", "EUR/USD"):
-        assert page.locator(f'tr[data-symbol="{symbol}"]').count() == 1
-    wait_for_change(page, "AAPL")
+    assert shown_symbols(page) == DEFAULT_SYMBOLS
+    wait_for_tick(page, "AAPL")
+    expect(cell(page, "AAPL", "name")).to_have_text("Apple Inc.")
+    # Prices carry the tick size's decimals: 0.01 for AAPL, 0.00001 for GBP/USD.
+    expect(cell(page, "AAPL", "bid")).to_have_text(re.compile(r"^\d+\.\d{2}$"))
+    expect(cell(page, "GBP/USD", "ask")).to_have_text(re.compile(r"^\d+\.\d{5}$"))
     bid = float(cell(page, "AAPL", "bid").inner_text())
     ask = float(cell(page, "AAPL", "ask").inner_text())
     assert 0 < bid < ask
+    expect(cell(page, "AAPL", "change_pct")).to_have_text(re.compile(r"^([+\u2212])?\d+\.\d{2}%$"))
+    expect(cell(page, "AAPL", "ts")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$"))
+    # The status bar: traffic, a measured round trip, every row subscribed.
+    expect(page.locator('[data-stat="rate"]')).not_to_have_text("0")
+    expect(page.locator('[data-stat="rtt"]')).to_have_text(re.compile(r"^\d+(\.\d)? ms$"))
+    expect(page.locator('[data-stat="symbols"]')).to_have_text(str(len(DEFAULT_SYMBOLS)))
+    # The first row is charted; give the chart some history before the screenshot.
+    expect(page.locator("#chart [data-chart=symbol]")).to_have_text("AAPL")
+    page.wait_for_function(
+        "() => Number(/last (\\d+) s/.exec(document.querySelector('[data-chart=range]').textContent)?.[1]) >= 6"
+    )
     page.screenshot(path=str(DOCS / "ticker.png"))
 
 
-def test_add_remove_and_reload_keep_the_watchlist(page):
+def test_search_box_suggests_by_name_and_adds_eur_usd_by_keyboard(page):
+    box = page.locator("#add-symbol")
+    box.fill("euro / us")
+    option = page.locator('#suggestions [role="option"]').first
+    expect(option).to_have_attribute("data-symbol", "EUR/USD")
+    expect(option).to_contain_text("Euro / US Dollar")
+    box.press("ArrowDown")
+    expect(option).to_have_attribute("aria-selected", "true")
+    box.press("Enter")
+    wait_for_tick(page, "EUR/USD")
+    assert shown_symbols(page)[-1] == "EUR/USD"
+    expect(box).to_have_value("")
+    expect(cell(page, "EUR/USD", "bid")).to_have_text(re.compile(r"^\d+\.\d{5}$"))
+    expect(page.locator("#chart [data-chart=symbol]")).to_have_text("EUR/USD")
+
+
+@pytest.mark.parametrize(
+    ("typed", "error"),
+    [
+        ("NOPE", "No instrument NOPE"),
+        ("%'\"<b>;--", "is not a symbol"),
+        ("   ", "Type a symbol"),
+        ("aapl", "already on the watchlist"),
+    ],
+)
+def test_a_bad_entry_in_the_search_box_says_why_and_adds_nothing(page, typed, error):
+    page.fill("#add-symbol", typed)
+    page.click("#add-button")
+    expect(page.locator("#add-error")).to_contain_text(error)
+    assert shown_symbols(page) == DEFAULT_SYMBOLS
+    expect(page.locator("#suggestions")).to_be_hidden()
+
+
+def test_remove_takes_the_row_away_and_reload_keeps_the_watchlist(page):
+    page.get_by_role("button", name="Remove MSFT").click()
+    expect(row(page, "MSFT")).to_have_count(0)
     page.fill("#add-symbol", "sol-usd")
     page.press("#add-symbol", "Enter")
-    page.wait_for_selector('tr[data-symbol="SOL-USD"]')
-    wait_for_change(page, "SOL-USD")
-    page.fill("#add-symbol", "NOPE")
-    page.click("#add-button")
-    page.locator("#add-error").filter(has_text="NOPE").wait_for()
-    page.click('tr[data-symbol="MSFT"] .remove')
-    page.wait_for_selector('tr[data-symbol="MSFT"]', state="detached")
+    wait_for_tick(page, "SOL-USD")
     page.reload()
-    page.wait_for_selector('#conn-state[data-state="live"]')
-    wait_for_change(page, "SOL-USD")
-    assert page.locator('tr[data-symbol="MSFT"]').count() == 0
+    expect(page.locator("#conn-state")).to_have_text("live")
+    wait_for_tick(page, "SOL-USD")
+    assert shown_symbols(page) == [s for s in DEFAULT_SYMBOLS if s != "MSFT"] + ["SOL-USD"]
+
+
+def test_a_saved_watchlist_with_unknown_symbols_keeps_the_known_ones(page):
+    page.evaluate(
+        "([key, value]) => localStorage.setItem(key, value)",
+        [STORAGE_KEY, '["AAPL", "GONE1", 42, "bad symbol!", "eth-usd", "GONE2"]'],
+    )
+    page.reload()
+    expect(page.locator("#notice")).to_contain_text("GONE1, GONE2")
+    wait_for_tick(page, "ETH-USD")
+    assert shown_symbols(page) == ["AAPL", "ETH-USD"]
+
+
+def test_a_corrupt_saved_watchlist_falls_back_to_the_default(page):
+    page.evaluate("key => localStorage.setItem(key, '{not json')", STORAGE_KEY)
+    page.reload()
+    wait_for_tick(page, "AAPL")
+    assert shown_symbols(page) == DEFAULT_SYMBOLS
+
+
+def test_halting_an_instrument_greys_its_row_with_a_badge(page, server):
+    wait_for_tick(page, "TSLA")
+    halted = row(page, "TSLA").locator(".badge.halted")
+    expect(halted).to_be_hidden()
+    try:
+        set_instrument_active(server.env, "TSLA", active=False)
+        expect(halted).to_be_visible()
+        expect(row(page, "TSLA")).to_have_class(re.compile(r"\bhalted\b"))
+        expect(row(page, "AAPL")).not_to_have_class(re.compile(r"\bhalted\b"))
+    finally:
+        set_instrument_active(server.env, "TSLA", active=True)
+    expect(halted).to_be_hidden()
+    wait_for_tick(page, "TSLA")
+
+
+@pytest.fixture
+def own_server(live_env, token):
+    """A daphne of this test's own (same database and secret), to stop and start again."""
+    srv = Server(live_env, free_port())
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_the_page_reconnects_by_itself_after_a_server_restart(context, own_server):
+    page = context.new_page()
+    log_in(page, own_server.url)
+    wait_for_tick(page, "AAPL")
+    own_server.stop()
+    state = page.locator("#conn-state")
+    expect(state).to_have_text(re.compile(r"^reconnecting in \d+ s$"))
+    expect(row(page, "AAPL").locator(".badge.stale")).to_be_visible()
+    restarted = Server(own_server.env, own_server.port)
+    restarted.start()
+    try:
+        expect(state).to_have_text("live", timeout=timeout(30) * 1000)
+        wait_for_tick(page, "AAPL")
+        expect(row(page, "AAPL").locator(".badge.stale")).to_be_hidden()
+        expect(page.locator('[data-stat="symbols"]')).to_have_text(str(len(DEFAULT_SYMBOLS)))
+    finally:
+        restarted.stop()
+
+
+def test_the_page_keeps_up_with_the_feed(context, server, token):
+    """At the default feed's rate, frames keep coming and rows show the newest quote.
+
+    The same in-page probe as ``python -m bench.page`` (docs/TICKER.md), at a
+    moderate rate; the benchmark runs it at 1,000 updates/s.
+    """
+    from bench.page import PROBE_JS, summarise
+
+    context.add_init_script(PROBE_JS)
+    page = context.new_page()
+    log_in(page, server.url)
+    wait_for_tick(page, "AAPL")
+    page.evaluate("window.__pageBench.start()")
+    page.wait_for_function("() => window.__pageBench.samples() >= 30")  # 3 s of 100 ms samples
+    figures = summarise(page.evaluate("window.__pageBench.stop()"))
+    assert figures["quotes_per_s"] > 10, figures
+    assert figures["frames_per_s"] >= 10 / timeout(1), figures
+    assert figures["display_lag_ms"]["max"] < 500 * timeout(1), figures

@@ -1,0 +1,320 @@
+// The page: wires the connection, the model and the views together, and
+// speaks the protocol's requests (docs/PROTOCOL.md).
+
+import { showConnection } from "./badge.js";
+import { QuoteBook } from "./book.js";
+import { SelectedChart } from "./chart.js";
+import { FeedConnection } from "./connection.js";
+import { normalizeSymbol } from "./frames.js";
+import { SymbolSearch } from "./search.js";
+import { chartColours } from "./spark.js";
+import { PING_INTERVAL_MS, StatusBar } from "./status.js";
+import { WatchlistTable } from "./table.js";
+import { Watchlist } from "./watchlist.js";
+
+const RATE_LIMIT_RETRY_MS = 1000;
+const SPARK_INTERVAL_MS = 250; // sparklines redraw at most this often (one history bucket)
+
+export class TickerApp {
+  constructor(root) {
+    const { user, wsPath, heartbeatS, loginUrl, instrumentsUrl } = root.dataset;
+    Object.assign(this, { root, loginUrl, instrumentsUrl });
+    this.heartbeatS = Number(heartbeatS) || 15;
+    this.watchlist = new Watchlist(`marketfeed:watchlist:v1:${user}`);
+    this.book = new QuoteBook();
+    this.table = new WatchlistTable({
+      tbody: root.querySelector("#rows"),
+      emptyNote: root.querySelector("#empty"),
+      book: this.book,
+      onRemove: (s) => this.remove(s),
+      onSelect: (s) => this.select(s),
+      onShown: (s) => this.#markDirty(s),
+    });
+    this.chart = new SelectedChart(root.querySelector("#chart"), this.book);
+    this.status = new StatusBar(document.getElementById("status-bar"));
+    this.search = new SymbolSearch({
+      form: root.querySelector("#add-form"),
+      input: root.querySelector("#add-symbol"),
+      listbox: root.querySelector("#suggestions"),
+      instrumentsUrl,
+      onPick: (symbol, instrument) => this.add(symbol, instrument),
+    });
+    this.stateEl = document.getElementById("conn-state");
+    this.errorEl = root.querySelector("#add-error");
+    this.noticeEl = root.querySelector("#notice");
+    this.pending = new Map(); // request id -> {kind: "add"|"remove"|"resubscribe", symbols}
+    this.fetching = new Set(); // symbols whose instrument details are on their way
+    this.nextId = 1;
+    this.maxSymbols = Infinity; // until the welcome says
+    this.subscribed = 0;
+    this.dirty = new Set();
+    this.frame = 0;
+    this.sparksAt = 0;
+    this.colours = chartColours(document.body);
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.conn = new FeedConnection({
+      url: `${scheme}://${location.host}${wsPath}`,
+      heartbeatS: this.heartbeatS,
+      onState: (state, detail) => this.#showState(state, detail),
+      onMessages: (messages) => this.#received(messages),
+    });
+  }
+
+  start() {
+    this.search.start();
+    this.search.input.addEventListener("input", () => this.#showError(""));
+    matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+      this.colours = chartColours(document.body);
+      this.chart.drawn = -1;
+      this.#schedule();
+    });
+    this.#sync();
+    this.select(this.watchlist.symbols[0] ?? "");
+    setInterval(() => this.#everySecond(), 1000);
+    setInterval(() => this.#ping(), PING_INTERVAL_MS);
+    this.conn.start();
+  }
+
+  /** Subscribe first: only the server knows which symbols exist, so an add needs it live. */
+  add(raw, instrument) {
+    const symbol = normalizeSymbol(raw);
+    const problem = this.#addProblem(raw, symbol);
+    if (problem) {
+      this.#showError(problem);
+      return;
+    }
+    if (instrument) this.book.setInstrument(symbol, instrument);
+    if (this.#request("subscribe", [symbol], "add")) this.#showError("");
+    else this.#showError("Not connected; try again once live.");
+  }
+
+  remove(symbol) {
+    this.#drop(symbol);
+    // Offline, nothing to send: the resubscribe after the next welcome leaves it out.
+    if (this.#request("unsubscribe", [symbol], "remove")) this.subscribed -= 1;
+  }
+
+  /** Off the watchlist and the page, without telling the server. */
+  #drop(symbol) {
+    this.watchlist.remove(symbol);
+    this.book.forget(symbol);
+    this.#sync();
+    if (this.table.selected === symbol) this.select(this.watchlist.symbols[0] ?? "");
+  }
+
+  select(symbol) {
+    this.table.select(symbol);
+    this.chart.show(symbol);
+    this.#markDirty(symbol);
+  }
+
+  #addProblem(raw, symbol) {
+    const typed = String(raw).trim();
+    if (!typed) return "Type a symbol or a name, e.g. TSLA or euro.";
+    if (!symbol) return `“${typed.slice(0, 20)}” is not a symbol: pick one from the list.`;
+    if (this.watchlist.has(symbol)) return `${symbol} is already on the watchlist.`;
+    if (this.watchlist.symbols.length >= this.maxSymbols) return `At most ${this.maxSymbols} symbols.`;
+    return "";
+  }
+
+  #request(op, symbols, kind) {
+    const id = this.nextId++;
+    if (!this.conn.send({ op, symbols, id })) return false;
+    this.pending.set(id, { kind, symbols });
+    return true;
+  }
+
+  #resubscribe() {
+    this.subscribed = 0;
+    const symbols = [...this.watchlist.symbols];
+    if (symbols.length) this.#request("subscribe", symbols, "resubscribe");
+  }
+
+  #ping() {
+    if (!this.conn.live) return;
+    const id = `ping-${this.nextId++}`;
+    if (this.conn.send({ op: "ping", id })) this.status.pingSent(id, performance.now());
+  }
+
+  #received(messages) {
+    const now = performance.now();
+    this.status.counted(messages.length);
+    for (const m of messages) this.#handle(m, now);
+  }
+
+  #handle(m, now) {
+    switch (m.type) {
+      case "snapshot":
+      case "quote":
+        if (this.#wanted(m.symbol) && this.book.apply(m, now)) this.#markDirty(m.symbol);
+        break;
+      case "welcome":
+        this.maxSymbols = Number(m.max_symbols) || Infinity;
+        this.#resubscribe(); // a new connection starts with no subscriptions
+        this.#ping();
+        break;
+      case "subscribed":
+      case "unsubscribed":
+        this.#confirmed(this.#take(m.id), m.symbols ?? []);
+        break;
+      case "error":
+        this.#failed(this.#take(m.id), m);
+        break;
+      case "status":
+        if (!this.#wanted(m.symbol)) break;
+        this.book.setHalted(m.symbol, m.state === "halted");
+        this.#markDirty(m.symbol);
+        break;
+      case "pong":
+        this.status.pong(m.id, now);
+        break;
+      default: // heartbeat, subscriptions: proof of life is all we need
+        break;
+    }
+  }
+
+  #take(id) {
+    const request = this.pending.get(id);
+    this.pending.delete(id);
+    return request;
+  }
+
+  /** Watched, or being added (its snapshot may share a frame with the reply). */
+  #wanted(symbol) {
+    if (this.watchlist.has(symbol)) return true;
+    for (const r of this.pending.values()) if (r.kind === "add" && r.symbols.includes(symbol)) return true;
+    return false;
+  }
+
+  #confirmed(request, symbols) {
+    if (request?.kind === "resubscribe") {
+      this.subscribed = symbols.length;
+      // Details only for symbols the server accepted (no 404s for stale ones).
+      symbols.forEach((s) => this.#fetchInstrument(s));
+    }
+    if (request?.kind !== "add") return;
+    for (const symbol of symbols) {
+      this.watchlist.add(symbol);
+      this.subscribed += 1;
+      this.#fetchInstrument(symbol);
+    }
+    this.#sync();
+    this.select(symbols[0]);
+    this.search.clear();
+  }
+
+  #failed(request, m) {
+    if (!request) {
+      if (m.code !== "unauthorized") console.warn("ticker: server error", m);
+    } else if (request.kind === "add") {
+      const text = m.code === "unknown_symbol" ? `No instrument ${request.symbols[0]}.` : m.message || m.code;
+      this.#showError(text);
+    } else if (request.kind === "resubscribe") {
+      this.#resubscribeFailed(m);
+    } else {
+      console.warn("ticker: unsubscribe failed", m);
+    }
+  }
+
+  /** The saved watchlist was refused as a whole (requests are atomic): repair it and retry. */
+  #resubscribeFailed(m) {
+    const before = this.watchlist.symbols.length;
+    const named = Array.isArray(m.symbols) ? m.symbols : [];
+    if (m.code === "unknown_symbol") {
+      named.forEach((s) => this.#drop(s));
+      this.#notice(`Removed from the watchlist, no longer listed: ${named.join(", ")}.`);
+    } else if (m.code === "too_many_symbols") {
+      this.watchlist.symbols.slice(this.maxSymbols).forEach((s) => this.#drop(s));
+      this.#notice(`The feed allows ${this.maxSymbols} symbols; the rest were dropped.`);
+    } else if (m.code === "rate_limited") {
+      setTimeout(() => this.#resubscribe(), RATE_LIMIT_RETRY_MS);
+      return;
+    }
+    // Retry only if the repair changed something, so a confusing reply cannot loop.
+    if (this.watchlist.symbols.length < before) this.#resubscribe();
+    else console.warn("ticker: resubscribe failed", m);
+  }
+
+  async #fetchInstrument(symbol) {
+    if (this.book.instruments.has(symbol) || this.fetching.has(symbol)) return;
+    this.fetching.add(symbol);
+    try {
+      // Symbols use only URL-safe characters; "/" in EUR/USD may stay raw (PROTOCOL.md).
+      const response = await fetch(`${this.instrumentsUrl}${symbol}/`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (!response.ok) return; // unknown or signed out: decimals fall back to the prices seen
+      this.book.setInstrument(symbol, await response.json());
+      this.#markDirty(symbol);
+    } catch (err) {
+      console.warn(`ticker: no instrument details for ${symbol}`, err);
+    } finally {
+      this.fetching.delete(symbol);
+    }
+  }
+
+  #sync() {
+    this.table.sync(this.watchlist.symbols).forEach((s) => this.#markDirty(s));
+  }
+
+  #markDirty(symbol) {
+    if (!symbol) return;
+    this.dirty.add(symbol);
+    this.#schedule();
+  }
+
+  #schedule() {
+    if (!this.frame) this.frame = requestAnimationFrame((t) => this.#paint(t));
+  }
+
+  /** One pass per animation frame, however many messages came since the last. */
+  #paint(now) {
+    this.frame = 0;
+    for (const symbol of this.dirty) this.table.paint(symbol);
+    this.dirty.clear();
+    this.chart.draw(this.colours);
+    if (now - this.sparksAt >= SPARK_INTERVAL_MS) {
+      this.sparksAt = now;
+      this.table.drawSparks();
+    } else {
+      this.#schedule(); // come back for the sparklines
+    }
+  }
+
+  #everySecond() {
+    const live = this.conn.live;
+    this.status.second({ symbols: live ? this.subscribed : 0, gaps: this.book.gaps });
+    this.table.age(performance.now(), { live, staleMs: this.heartbeatS * 1000 });
+  }
+
+  #showState(state, detail) {
+    this.root.dataset.live = String(state === "live");
+    if (state === "live") {
+      this.heartbeatS = this.conn.heartbeatS;
+    } else {
+      this.#dropPending();
+      this.status.disconnected();
+    }
+    showConnection(this.stateEl, state, detail, this.loginUrl);
+  }
+
+  /** Replies to the requests of a lost connection will never come. */
+  #dropPending() {
+    for (const request of this.pending.values()) {
+      if (request.kind === "add") {
+        this.#showError(`Connection lost before ${request.symbols[0]} was added; try again.`);
+      }
+    }
+    this.pending.clear();
+  }
+
+  #showError(text) {
+    this.errorEl.textContent = text; // textContent: server messages are never HTML
+  }
+
+  #notice(text) {
+    this.noticeEl.textContent = text;
+    this.noticeEl.hidden = !text;
+  }
+}

@@ -1,0 +1,122 @@
+"""The page's pure modules (feeds/static/feeds/), run in the browser that runs the page."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.live]
+
+
+@pytest.fixture(scope="module")
+def modules(chromium, server):
+    """A blank page of the server's origin, so the static modules import as the page does."""
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{server.url}/static/feeds/format.js")  # any same-origin document will do
+    yield page
+    context.close()
+
+
+def call(page, module: str, expression: str, *args):
+    return page.evaluate(
+        f"async (args) => {{ const m = await import('/static/feeds/{module}'); return {expression}; }}",
+        list(args),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "places"),
+    [("0.00001", 5), ("278.50", 2), ("100", 0), (1e-7, 7), ("0.5", 1), ("garbage", 0)],
+)
+def test_decimals_of_a_tick_size(modules, value, places):
+    assert call(modules, "format.js", "m.decimalsOf(args[0])", value) == places
+
+
+@pytest.mark.parametrize(
+    ("delta", "places", "text"),
+    [(0.25, 2, "+0.25"), (-1.1, 2, "\u22121.10"), (0.0001, 2, "0.00"), (-0.0001, 2, "0.00"),
+     (None, 2, "—"), (3, 0, "+3")],
+)
+def test_changes_are_signed_on_the_price_grid(modules, delta, places, text):
+    assert call(modules, "format.js", "m.formatChange(args[0] ?? NaN, args[1])", delta, places) == text
+
+
+def test_percent_and_missing_values(modules):
+    assert call(modules, "format.js", "m.formatPercent(0.00123)") == "+0.12%"
+    assert call(modules, "format.js", "m.formatPercent(0 / 0)") == "—"
+    assert call(modules, "format.js", "m.formatPrice(undefined, 2)") == "—"
+
+
+@pytest.mark.parametrize(
+    ("raw", "symbol"),
+    [(" eur/usd ", "EUR/USD"), ("brk.b", "BRK.B"), ("bad symbol", ""), ("<b>", ""), ("X" * 21, ""),
+     (None, ""), (42, "42")],
+)
+def test_symbols_are_normalised_or_refused(modules, raw, symbol):
+    assert call(modules, "frames.js", "m.normalizeSymbol(args[0])", raw) == symbol
+
+
+def test_a_frame_is_an_object_or_an_array_of_them(modules):
+    assert call(modules, "frames.js", "m.parseFrame('{\"type\":\"heartbeat\"}')") == [{"type": "heartbeat"}]
+    assert call(modules, "frames.js", "m.parseFrame('[{\"a\":1},null,2,{\"b\":2}]')") == [{"a": 1}, {"b": 2}]
+
+
+@pytest.mark.parametrize(("attempt", "low", "high"), [(0, 0.5, 1), (1, 1, 2), (3, 4, 8), (10, 15, 30)])
+def test_backoff_doubles_to_a_cap_with_jitter(modules, attempt, low, high):
+    lowest = call(modules, "connection.js", "m.backoffSeconds(args[0], () => 0)", attempt)
+    highest = call(modules, "connection.js", "m.backoffSeconds(args[0], () => 0.999999)", attempt)
+    assert lowest == low
+    assert highest == pytest.approx(high, rel=1e-4)
+
+
+def test_history_keeps_one_point_per_bucket_and_a_bounded_length(modules):
+    result = call(
+        modules, "history.js",
+        "(() => { const h = new m.PriceHistory();"
+        " for (let i = 0; i < 2000; i++) h.push(100 + i, i * 100);"  # 10 per second
+        " h.push(NaN, 999999); return [h.prices.length, h.recent(2), m.CAPACITY]; })()",
+    )
+    length, recent, capacity = result
+    assert length == capacity
+    # The newest bucket holds the newest price seen in it.
+    assert recent == [2097, 2099]
+
+
+def test_a_corrupt_saved_watchlist_gives_the_default(modules):
+    result = call(
+        modules, "watchlist.js",
+        "['{not json', '\"AAPL\"', '[\"aapl\", \"aapl\", 7, \"ok\", \"bad one\"]', null].map((raw) => {"
+        " const store = new Map(raw === null ? [] : [['k', raw]]);"
+        " const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };"
+        " return new m.Watchlist('k', storage).symbols; })",
+    )
+    default = call(modules, "watchlist.js", "[...m.DEFAULT_SYMBOLS]")
+    assert result == [default, default, ["AAPL", "OK"], default]
+
+
+def test_the_book_counts_seq_gaps_and_ignores_old_quotes(modules):
+    result = call(
+        modules, "book.js",
+        "(() => { const b = new m.QuoteBook();"
+        " const q = (type, seq, last) => ({type, symbol: 'X', seq, last, epoch: 'e1'});"
+        " const applied = [b.apply(q('snapshot', 10, 5), 0), b.apply(q('quote', 11, 6), 1),"
+        "   b.apply(q('quote', 14, 7), 2), b.apply(q('quote', 13, 8), 3), b.apply(q('quote', 14, 9), 4),"
+        "   b.apply(q('snapshot', 2, 4), 5)];"  # a new epoch numbers from low again
+        " const e = b.entries.get('X');"
+        " return [applied, b.gaps, e.gap.missed, e.quote.seq, e.open]; })()",
+    )
+    applied, gaps, missed, seq, session_open = result
+    assert applied == [True, True, True, False, False, True]
+    assert (gaps, missed, seq) == (2, 2, 2)
+    assert session_open == 5  # the first quote seen, without instrument details
+
+
+def test_the_session_open_is_the_servers_reference_price_when_known(modules):
+    session_open = call(
+        modules, "book.js",
+        "(() => { const b = new m.QuoteBook();"
+        " b.apply({type: 'snapshot', symbol: 'X', seq: 1, last: 101}, 0);"
+        " b.setInstrument('X', {name: 'X Corp', tick_size: '0.01', reference_price: '100.00'});"
+        " return [b.entries.get('X').open, b.decimals('X')]; })()",
+    )
+    assert session_open == [100, 2]
