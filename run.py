@@ -73,7 +73,8 @@ def serve() -> int:
         flush=True,
     )
     cmd = [
-        str(VENV / "bin" / "daphne"), "-b", host, "-p", port,
+        # daphne, with ?token= values masked in its access log (deploy/serve.py).
+        str(PY), "-m", "deploy.serve", "-b", host, "-p", port,
         "--ping-interval", os.environ.get("FEED_PING_INTERVAL_S", "20"),
         "--ping-timeout", os.environ.get("FEED_PING_TIMEOUT_S", "30"),
         # daphne closes every WebSocket after 24 h by default; a feed stays open.

@@ -247,7 +247,8 @@ class Cluster:
 
     def _daphne(self, port: int) -> list[str]:
         cmd = [
-            sys.executable, "-m", "daphne", "-b", self.args.host, "-p", str(port),
+            # deploy.serve is daphne with tokens masked in its access log.
+            sys.executable, "-m", "deploy.serve", "-b", self.args.host, "-p", str(port),
             "--ping-interval", os.environ.get("FEED_PING_INTERVAL_S", "20"),
             "--ping-timeout", os.environ.get("FEED_PING_TIMEOUT_S", "30"),
             # daphne closes every WebSocket after 24 h by default; a feed stays open.

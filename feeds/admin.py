@@ -2,7 +2,9 @@
 
 Every write goes through ``feeds.services`` so the running feed hears of it
 once the transaction commits. The DRF token admin stays as
-``rest_framework.authtoken`` registers it.
+``rest_framework.authtoken`` registers it; deleting or changing a token there
+(or disabling or deleting a user) closes its open feed connections with 4401
+(``feeds.auth``, "Revocation").
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
-from feeds import services
+from feeds import auth, services
 from feeds.models import Instrument
 
 logger = logging.getLogger(__name__)
+
+# The admin is loaded in every process at start-up (admin autodiscovery), and
+# the token and user admins are where tokens are revoked and users disabled.
+auth.connect_revocation_signals()
 
 
 class UpperCaseCharField(forms.CharField):

@@ -20,13 +20,14 @@ import enum
 import logging
 import secrets
 import time
+import weakref
 from typing import Any
 
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from feeds import protocol
+from feeds import auth, protocol
 from feeds.auth import peer, user_for_token
 from feeds.hub import Hub, get_hub
 from feeds.limits import TokenBucket
@@ -59,6 +60,9 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         self.state = ConnState.AWAITING_AUTH
         self.user: Any = None
         self.user_key: str | None = None
+        # The token this connection authenticated with (None for a session), for revocation.
+        self.token: str | None = None
+        self.token_digest: str | None = None
         # symbol -> seq of the newest quote sent; None while its snapshot is on its way.
         self.subs: dict[str, int | None] = {}
         self.hub: Hub | None = None
@@ -102,7 +106,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         self.transport.watch(pause=self.outbox.pause, resume=self.outbox.resume)
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
-            await self._admit(user, request_id=None)
+            await self._admit(user, request_id=None, token=self.scope.get("auth_token"))
         else:
             loop = asyncio.get_running_loop()
             self._auth_timer = loop.call_later(settings.FEED_AUTH_TIMEOUT_S, self._auth_deadline)
@@ -118,7 +122,9 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
             await self.store.connection_release(self.user_key, self.conn_id)
             self.user_key = None
 
-    async def _admit(self, user: Any, *, request_id: protocol.RequestId) -> None:
+    async def _admit(
+        self, user: Any, *, request_id: protocol.RequestId, token: str | None = None
+    ) -> None:
         """Count the connection against its user's limit, then welcome it."""
         user_key = str(user.pk)
         limit = settings.FEED_MAX_CONNECTIONS_PER_USER
@@ -132,9 +138,12 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
             )
             return
         self.user, self.user_key = user, user_key
+        if token is not None:
+            self.token, self.token_digest = token, auth.token_digest(token)
         self.state = ConnState.OPEN
         assert self.hub is not None
         self.hub.register(self)
+        _start_recheck(self.hub)
         self.outbox.control(
             protocol.welcome(
                 user=user.get_username(),
@@ -245,7 +254,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
             return
         if self._auth_timer is not None:
             self._auth_timer.cancel()
-        await self._admit(user, request_id=request.id)
+        await self._admit(user, request_id=request.id, token=request.token)
 
     async def handle(self, request: protocol.Request) -> None:
         if isinstance(request, protocol.Subscribe):
@@ -323,7 +332,21 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
             self.outbox.control(text)
 
     def on_server_event(self, event: dict[str, Any]) -> None:
-        """Messages for every connection of the process (none yet in protocol v1)."""
+        """Messages for every connection of the process: token and user revocations."""
+        if event.get("type") == auth.AUTH_REVOKED and self.state is ConnState.OPEN:
+            if self.token_digest in event.get("tokens", ()) or self.user_key in event.get("users", ()):
+                self.revoke()
+
+    def revoke(self) -> None:
+        """Its credentials no longer hold: ``unauthorized``, then close 4401."""
+        if self.state is not ConnState.OPEN or (self._closing is not None and not self._closing.done()):
+            return
+        logger.info("conn %s: credentials of %s revoked", self.conn_id, self.user.get_username())
+        self._closing = asyncio.create_task(
+            self._close_with_error(
+                ErrorCode.UNAUTHORIZED, "credentials revoked", CloseCode.UNAUTHORIZED
+            )
+        )
 
     def on_epoch(self, epoch: str) -> None:
         """Numbering restarted: hold quotes back until a snapshot of the new epoch is out."""
@@ -353,6 +376,48 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         for symbol, seq in self.subs.items():  # no store: let quotes through without snapshots
             if seq is None:
                 self.subs[symbol] = 0
+
+
+# --- the safety net for lost revocation messages -------------------------------------------
+
+
+_rechecks: weakref.WeakKeyDictionary[Hub, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+
+
+def _start_recheck(hub: Hub) -> None:
+    """One re-check loop per hub (process and event loop), started with its first connection."""
+    task = _rechecks.get(hub)
+    if task is None or task.done():
+        _rechecks[hub] = asyncio.create_task(_recheck_loop(hub), name="auth-recheck")
+
+
+async def _recheck_loop(hub: Hub) -> None:
+    """Every ``FEED_AUTH_RECHECK_S``, close connections whose token or user no longer holds.
+
+    The ``auth.revoked`` broadcast closes them within a moment; this catches a
+    broadcast lost to a layer outage, at the cost of two queries per process
+    and interval (one more per 500 tokens or users).
+    """
+    while True:
+        await asyncio.sleep(settings.FEED_AUTH_RECHECK_S)
+        conns = [c for c in list(hub.connections) if isinstance(c, QuoteConsumer)]
+        conns = [c for c in conns if c.state is ConnState.OPEN]
+        if not conns:
+            continue
+        tokens = sorted({c.token for c in conns if c.token is not None})
+        users = sorted({c.user_key for c in conns if c.user_key is not None})
+        try:
+            good_tokens, good_users = await auth.still_authorized(tokens, users)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("auth re-check failed (%s); retrying next interval", exc)
+            continue
+        for conn in conns:
+            if conn.user_key not in good_users or (
+                conn.token is not None and good_tokens.get(conn.token) != conn.user_key
+            ):
+                conn.revoke()
 
 
 def _refuse_unknown(

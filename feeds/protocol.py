@@ -12,6 +12,7 @@ import enum
 import json
 import re
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from feeds.engine import Quote
@@ -21,6 +22,15 @@ PROTOCOL_VERSION = 1
 SYMBOL_PATTERN = r"^[A-Z0-9.\-/_]{1,20}$"
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 OPS = ("subscribe", "unsubscribe", "list", "ping", "auth")
+# Brackets nested deeper than this (outside strings) make a frame bad_request
+# before it is decoded. The decoder recurses once per level, so without a fixed
+# bound the answer to a deep frame would depend on how deep the caller's stack
+# happens to be; no request of the protocol nests more than three levels.
+MAX_JSON_DEPTH = 100
+# A JSON string, or an unterminated one running to the end of the text.
+_STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 class ErrorCode(enum.StrEnum):
@@ -113,11 +123,25 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def too_deep(text: str) -> bool:
+    """True when brackets outside strings nest deeper than ``MAX_JSON_DEPTH``, valid JSON or not."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False  # the fast path: every real request
+    brackets = _NOT_BRACKET_RE.sub("", _STRING_RE.sub("", text))
+    # A stray closer only lowers the running count, and the decoder stops at it
+    # anyway: the maximum is never below the depth the decoder would reach.
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > MAX_JSON_DEPTH
+
+
 def parse_client_frame(text: str) -> Request:
     """Parse one client text frame; raise ``ProtocolError`` for anything invalid."""
+    if too_deep(text):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"the JSON is nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     try:
         data = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
+    except RecursionError:  # not reached below MAX_JSON_DEPTH; kept as a guard
         raise ProtocolError(ErrorCode.BAD_REQUEST, "the JSON is nested too deeply") from None
     except ValueError as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
@@ -150,6 +174,8 @@ def parse_client_frame(text: str) -> Request:
 
 def readable_id(text: str) -> RequestId:
     """The ``id`` of a frame that failed for another reason, when it can be read at all."""
+    if too_deep(text):
+        return None
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):

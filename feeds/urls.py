@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from feeds import health, views
@@ -8,5 +9,8 @@ urlpatterns = [
     path("", views.ticker, name="ticker"),
     path("healthz", health.healthz, name="healthz"),
     path("api/", include("feeds.api.urls")),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Log in and out only: the rest of django.contrib.auth.urls (password reset
+    # and change) would answer anonymously and send mail this server cannot.
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
 ]

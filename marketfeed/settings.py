@@ -39,6 +39,20 @@ SECRET_KEY = env_str("SECRET_KEY") or _local_secret_key()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
+# HTTPS=1 in production, where clients reach the feed over TLS (nginx or a load
+# balancer terminates it, and daphne's --proxy-headers passes the scheme on):
+# cookies only over https, plain http redirected, browsers told to stay on
+# https (HSTS). `manage.py check --deploy` is clean with DEBUG=0, a SECRET_KEY,
+# ALLOWED_HOSTS and HTTPS=1 (tests/security/test_deploy_settings.py).
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+# A load balancer's health probe may come over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", HTTPS)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -50,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
     "channels",
     "feeds",
 ]
@@ -158,6 +173,9 @@ FEED_RATE_BURST = env_int("FEED_RATE_BURST", 40, minimum=1)
 FEED_MAX_CONNECTIONS_PER_USER = env_int("FEED_MAX_CONNECTIONS_PER_USER", 50, minimum=1)
 FEED_MAX_FRAME_BYTES = env_int("FEED_MAX_FRAME_BYTES", 65_536, minimum=1024)
 FEED_AUTH_TIMEOUT_S = env_float("FEED_AUTH_TIMEOUT_S", 10.0, minimum=0.1)
+# Revoked tokens are closed at once by a broadcast (feeds.auth); this re-check,
+# two queries per process and interval, catches a broadcast lost to an outage.
+FEED_AUTH_RECHECK_S = env_float("FEED_AUTH_RECHECK_S", 30.0, minimum=0.1)
 FEED_HEARTBEAT_S = env_float("FEED_HEARTBEAT_S", 15.0, minimum=0.1)
 # WebSocket-level pings are daphne's job; these are passed to it by `runfeed`.
 FEED_PING_INTERVAL_S = env_int("FEED_PING_INTERVAL_S", 20, minimum=1)
@@ -221,7 +239,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["feeds.api.parsers.SafeJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "feeds.api.pagination.InstrumentPagination",
     "EXCEPTION_HANDLER": "feeds.api.errors.exception_handler",
+    # The OpenAPI schema (`manage.py spectacular`); the API contract test runs against it.
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "marketfeed REST API",
+    "DESCRIPTION": "The REST part of docs/PROTOCOL.md (Endpoints).",
+    "VERSION": "1",
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -27,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from feeds import services
+from feeds.api import schema
 from feeds.api.pagination import InstrumentPagination
 from feeds.api.parsers import SafeJSONParser
 from feeds.api.serializers import (
@@ -94,6 +95,7 @@ class TokenCreateApi(APIView):
     permission_classes = (AllowAny,)
     parser_classes = (SafeJSONParser, FormParser)
 
+    @schema.token_create
     def post(self, request: Request) -> Response:
         data = TokenInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -129,6 +131,7 @@ class InstrumentListApi(APIView):
     invalid filter value is 400. Pages: ``InstrumentPagination``.
     """
 
+    @schema.instrument_list
     def get(self, request: Request) -> Response:
         filters = InstrumentFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -141,6 +144,7 @@ class InstrumentListApi(APIView):
 class InstrumentDetailApi(APIView):
     """GET /api/instruments/{symbol}/: one instrument, or 404 for an unknown symbol."""
 
+    @schema.instrument_detail
     def get(self, request: Request, symbol: str) -> Response:
         return Response(InstrumentOutputSerializer(_instrument_or_404(symbol)).data)
 
@@ -168,6 +172,7 @@ class QuoteListApi(APIView):
     names them all: ``{"detail": "unknown symbol(s): X, Y", "symbols": [...]}``.
     """
 
+    @schema.quote_list
     def get(self, request: Request) -> Response:
         if "symbols" in request.query_params:
             symbols = self._known(_requested_symbols(request.query_params.getlist("symbols")))
@@ -200,6 +205,7 @@ class QuoteDetailApi(APIView):
     no quote yet.
     """
 
+    @schema.quote_detail
     def get(self, request: Request, symbol: str) -> Response:
         instrument = _instrument_or_404(symbol)
         latest = _latest_quotes([instrument.symbol])
