@@ -6,6 +6,12 @@ failing part marked ``"unavailable"``. The body never carries an error message
 or traceback (it is unauthenticated); the log says what went wrong. An async
 view, so under daphne the layer and store checks run on the server's own event
 loop, where the consumers use them.
+
+A staff user (session, or ``Authorization: Token ...``) also gets
+``"process"``: what this server process holds (open WebSockets, registered
+connections, symbols and subscriptions, layer groups joined, the longest
+outbox, RSS; ``feeds.runtime.process_stats``), to watch for leaks from
+outside. Counts only; anyone else never sees it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from feeds import runtime
+from feeds.auth import user_for_token
 from feeds.store import get_store
 
 logger = logging.getLogger(__name__)
@@ -84,8 +92,25 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     """200 when the database, the channel layer and the quote store all answer, else 503."""
     names = list(CHECKS)
     results = await asyncio.gather(*(_run(name, CHECKS[name]) for name in names))
-    body = dict(zip(names, results, strict=True))
+    body: dict[str, object] = dict(zip(names, results, strict=True))
     healthy = all(result == OK for result in results)
+    if await _is_staff(request):
+        body["process"] = await runtime.process_stats()
     return JsonResponse(
         {"status": OK if healthy else UNAVAILABLE, **body}, status=200 if healthy else 503
     )
+
+
+async def _is_staff(request: HttpRequest) -> bool:
+    """A staff user by token header or session; False when unsure (say, no database)."""
+    try:
+        header = request.headers.get("Authorization", "")
+        kind, _, key = header.partition(" ")
+        if kind.lower() == "token":
+            user = await user_for_token(key.strip())
+        else:
+            user = await request.auser()
+    except Exception as exc:
+        logger.info("healthz: cannot tell who asks (%s: %s)", type(exc).__name__, exc)
+        return False
+    return bool(user is not None and user.is_active and user.is_staff)

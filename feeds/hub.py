@@ -26,6 +26,7 @@ from channels.layers import get_channel_layer
 
 from feeds import protocol
 from feeds.groups import SERVERS_CONTROL_GROUP, group_for_symbol
+from feeds.outage import STORE, outage
 from feeds.outbox import Outbox
 from feeds.transport import forget_frames
 
@@ -164,17 +165,20 @@ class Hub:
     async def _receive_loop(self) -> None:
         backoff = 0.1
         layer, channel = self.layer, self.channel
+        layer_outage = outage(STORE)
         while True:
             try:
                 message = await layer.receive(channel)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("hub: channel layer receive failed (%s); retrying in %.1f s", exc, backoff)
+                layer_outage.failed("hub receive", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RECEIVE_BACKOFF_MAX_S)
                 continue
             backoff = 0.1
+            if layer_outage.active:
+                layer_outage.recovered("hub receive")
             try:
                 self._dispatch(message)
             except Exception:
@@ -206,7 +210,8 @@ class Hub:
         previous, self.epoch = self.epoch, epoch
         if previous is None:
             return
-        logger.warning("hub: epoch %s -> %s; sending fresh snapshots", previous, epoch)
+        # INFO: it follows an outage already reported (feeds.outage), or a deliberate reset.
+        logger.info("hub: epoch %s -> %s; sending fresh snapshots", previous, epoch)
         for conn in list(self.connections):
             conn.on_epoch(epoch)
 
@@ -237,7 +242,7 @@ class Hub:
                     self.layer.group_add(SERVERS_CONTROL_GROUP, self.channel),
                 )
         except Exception as exc:
-            logger.warning("hub: could not refresh group membership (%s)", exc)
+            outage(STORE).failed("hub group refresh", exc)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from feeds.outage import STORE, outage
 from feeds.ticker import Ticker
 
 logger = logging.getLogger("feeds.ticker")
@@ -75,9 +76,11 @@ class Leader:
                 try:
                     took = await self.store.lease_take(self.holder, self.lease_s)
                 except Exception as exc:
-                    logger.warning("lease: cannot reach the store (%s); retrying", exc)
+                    outage(STORE).failed("lease", exc)
                     await _wait(stop, RETRY_S)
                     continue
+                if outage(STORE).active:
+                    outage(STORE).recovered("lease")
                 if took:
                     standby_said = False
                     await self._lead(stop)
@@ -121,8 +124,10 @@ class Leader:
             try:
                 ours = await self.store.lease_take(self.holder, self.lease_s)
             except Exception as exc:
+                outage(STORE).failed("lease renewal", exc)
                 if time.monotonic() - renewed > self.lease_s:
-                    logger.warning("leader %s: no renewal for a lease time (%s); stepping down", self.holder, exc)
+                    # The outage line said why; this is what it costs.
+                    logger.info("leader %s: no renewal for a lease time; stepping down", self.holder)
                     return
                 continue
             if not ours:

@@ -25,10 +25,16 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio as aredis
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from feeds.store import Fenced, SavedQuote, new_epoch
 
 PREFIX = "mf:"
+# After a Redis restart the pool's connections are dead; a command retries on a new
+# one this many times (50, 100, 200 ms apart) before it fails. Every command here is
+# safe to repeat (the save rewrites the same values; the lease and counts are sets).
+COMMAND_RETRIES = 3
 # A connection counts against its user's limit for this long unless released;
 # bounds the damage of a server that died without releasing its connections.
 CONNECTION_TTL_S = 24 * 3600
@@ -95,6 +101,7 @@ class RedisStore:
             client = aredis.Redis.from_url(
                 self.url, decode_responses=True, socket_timeout=None, socket_connect_timeout=5,
                 health_check_interval=30, max_connections=1000,
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), COMMAND_RETRIES),
             )
             self._clients[loop] = client
         return client

@@ -28,9 +28,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from django.db import DatabaseError
+
 from feeds import engine, protocol
 from feeds.engine import InstrumentSpec, MarketState
 from feeds.groups import TICKER_CONTROL_GROUP, group_for_symbol
+from feeds.outage import DATABASE, STORE, outage
 from feeds.protocol import State
 from feeds.services import INSTRUMENTS_CHANGED, ListedInstrument
 from feeds.store import Fenced, QuoteStore
@@ -178,6 +181,7 @@ class Ticker:
     # --- publishing ------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        store_outage = outage(STORE)
         while True:
             try:
                 await self.tick()
@@ -187,10 +191,12 @@ class Ticker:
                 logger.warning("ticker: no longer the leader (%s); publishing stopped", exc)
                 self.fenced.set()
                 return
-            except Exception as exc:  # the store or the layer is down: say so, back off, go on
-                logger.warning("ticker: publishing failed (%s); retrying in %.1f s", exc, FAILURE_BACKOFF_S)
+            except Exception as exc:  # the store or the layer is down: say so once, back off, go on
+                store_outage.failed("ticker publishing", exc)
                 await asyncio.sleep(FAILURE_BACKOFF_S)
                 continue
+            if store_outage.active:
+                store_outage.recovered("ticker publishing")
             await asyncio.sleep(self._idle_time())
 
     def _idle_time(self) -> float:
@@ -258,7 +264,7 @@ class Ticker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("ticker: control receive failed (%s)", exc)
+                outage(STORE).failed("ticker control", exc)
                 await asyncio.sleep(FAILURE_BACKOFF_S)
                 continue
             if message.get("type") == INSTRUMENTS_CHANGED:
@@ -278,7 +284,11 @@ class Ticker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is away: keep ticking what we have
-                logger.warning("ticker: could not reload instruments (%s)", exc)
+                which = DATABASE if isinstance(exc, DatabaseError) else STORE
+                outage(which).failed("ticker reload", exc)
+            else:
+                if outage(DATABASE).active:
+                    outage(DATABASE).recovered("ticker reload")
 
 
 def _few(symbols: list[str], shown: int = 8) -> str:

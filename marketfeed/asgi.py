@@ -4,10 +4,17 @@
 embedded default the ticker starts inside this process as soon as the server's
 event loop runs (daphne: when the Twisted reactor starts; any other server: at
 the first request).
+
+Every WebSocket is registered with ``feeds.runtime`` while it is open, so that
+a shutdown closes each with 1001 "going away" (PROTOCOL.md: reconnect now):
+under daphne, a Twisted "before shutdown" trigger does it on SIGTERM, before
+daphne cancels the applications and the reactor drops the sockets; under
+another server, ``lifespan.shutdown`` does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -53,6 +60,8 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
         # Session middleware wraps ``send``; the consumer needs the server's own
         # to reach the transport (feeds.transport).
         scope = dict(scope, **{SERVER_SEND: send})
+        with runtime.websocket_open(send):
+            return await router(scope, receive, send)
     return await router(scope, receive, send)
 
 
@@ -63,6 +72,7 @@ async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
             runtime.ensure_embedded()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await runtime.close_websockets()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -75,6 +85,15 @@ def _start_with_reactor() -> None:
 
     # Startup callbacks run before the asyncio loop spins; callLater(0) runs inside it.
     reactor.callWhenRunning(reactor.callLater, 0, runtime.ensure_embedded)
+    # Registered before daphne's own trigger (it cancels every application), so the
+    # close frames go out first; the phase waits for the Deferred.
+    reactor.addSystemEventTrigger("before", "shutdown", _close_websockets_at_shutdown)
+
+
+def _close_websockets_at_shutdown():  # type: ignore[no-untyped-def]
+    from twisted.internet.defer import Deferred
+
+    return Deferred.fromFuture(asyncio.ensure_future(runtime.close_websockets()))
 
 
 _start_with_reactor()

@@ -78,6 +78,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Database away: 503 (JSON under /api/), not a traceback page.
+    "feeds.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "marketfeed.urls"
@@ -186,9 +188,10 @@ FEED_BATCH_FRAMES = env_bool("FEED_BATCH_FRAMES", True)
 # Above this many bytes waiting in a connection's transport buffer, that
 # client is "slow": its quotes are conflated (newest per symbol) until it drains.
 FEED_WRITE_BUFFER_BYTES = env_int("FEED_WRITE_BUFFER_BYTES", 65_536, minimum=1024)
-# Kernel send buffer per WebSocket (SO_SNDBUF); 0 leaves Linux's autotuning,
-# which lets a stalled reader absorb up to ~4 MiB before back-pressure shows.
-FEED_SOCKET_BUFFER_BYTES = env_int("FEED_SOCKET_BUFFER_BYTES", 0, minimum=0)
+# Kernel send buffer per WebSocket (SO_SNDBUF; Linux doubles it). 0 leaves
+# Linux's autotuning, which lets a stalled reader absorb up to ~4 MiB (tens of
+# thousands of stale quotes) before back-pressure shows and conflation starts.
+FEED_SOCKET_BUFFER_BYTES = env_int("FEED_SOCKET_BUFFER_BYTES", 65_536, minimum=0)
 # Seed for the price engine; unset means a fresh random seed per start.
 FEED_SEED = env_int("FEED_SEED", 0, minimum=0) if env_str("FEED_SEED") else None
 # Simulated market seconds per real second: volatility is annualised, and at
@@ -255,9 +258,17 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # channels-redis logs a traceback a second while Redis is away: one line per outage instead.
+    "filters": {"layer_outage": {"()": "feeds.outage.LayerOutageFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "layer_console": {
+            "class": "logging.StreamHandler", "formatter": "plain", "filters": ["layer_outage"],
+        },
+    },
     "loggers": {
         "feeds": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "channels_redis": {"handlers": ["layer_console"], "level": "WARNING", "propagate": False},
         "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }
