@@ -18,6 +18,7 @@ from typing import Any
 
 from bench import connections, procs, results, scenarios
 from bench.report import SCENARIOS
+from bench.scenarios import OVERLOAD_RCVBUF
 from bench.servers import SERVERS
 
 # The order `all` runs them in, the order the report lists them in.
@@ -38,7 +39,7 @@ HELP = {
     "mix200": "200 clients x 10 of 100 symbols, 20,000 deliveries/s",
     "mix1000": "1,000 clients x 5 of 50 symbols, 50,000 deliveries/s",
     "overload": "far beyond capacity: conflation or backlog?",
-    "layers": "redis-core vs redis-pubsub vs embedded on the same load points",
+    "layers": "embedded vs redis-pubsub vs redis-core vs two daphnes on redis-pubsub, same points",
     "idle": "RSS per idle authenticated connection",
     "storm": "many authenticated handshakes at once",
     "admin": "halt/resume through the services: time until every subscriber knows",
@@ -110,6 +111,13 @@ def common(p: argparse.ArgumentParser, *, warmup: float, duration: float, procs_
         default="lean",
         help="load-generator connection: bench/wire.py, or websockets' asyncio API",
     )
+    p.add_argument(
+        "--rcvbuf",
+        type=positive(int),
+        default=None,
+        help="SO_RCVBUF of each client socket in bytes (default: the kernel's autotuning; "
+        f"overload: {OVERLOAD_RCVBUF})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "layers":
             p.add_argument(
-                "--servers", type=server_list, default=["embedded", "redis-pubsub", "redis-core"]
+                "--servers",
+                type=server_list,
+                default=["embedded", "redis-pubsub", "redis-core", "redis-pubsub-2"],
             )
         else:
             p.add_argument("--server", choices=SERVERS, default="embedded")

@@ -49,6 +49,7 @@ class WorkerConfig:
     ready_timeout_s: float = 120.0
     core: int | None = None
     client: str = "lean"  # "lean" (bench/wire.py) or "asyncio" (websockets' asyncio API)
+    rcvbuf: int = 0  # SO_RCVBUF of each connection (lean client); 0: kernel autotuning
 
 
 @dataclass(slots=True)
@@ -181,7 +182,10 @@ class Worker:
         ws: ClientConnection | LeanConnection
         if self.cfg.client == "lean":
             ws = await lean_connect(
-                url, open_timeout_s=self.cfg.open_timeout_s, max_size=MAX_FRAME_BYTES
+                url,
+                open_timeout_s=self.cfg.open_timeout_s,
+                max_size=MAX_FRAME_BYTES,
+                rcvbuf=self.cfg.rcvbuf,
             )
         else:
             ws = await connect(

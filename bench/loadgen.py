@@ -67,6 +67,7 @@ class LoadGen:
         concurrency: int = 200,
         open_timeout_s: float = 30.0,
         client: str = "lean",
+        rcvbuf: int = 0,
     ) -> None:
         procs = max(1, min(procs, len(clients) or 1))
         ctx = mp.get_context("spawn")
@@ -80,6 +81,7 @@ class LoadGen:
                 open_timeout_s=open_timeout_s,
                 core=CLIENT_CORE if pin else None,
                 client=client,
+                rcvbuf=rcvbuf,
             )
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=worker_main, args=(cfg, child), daemon=True)

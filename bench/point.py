@@ -37,6 +37,7 @@ class PointSpec:
     procs: int = 1
     client: str = "lean"
     profile: bool = False
+    rcvbuf: int = 0  # each client socket's SO_RCVBUF; 0: the kernel's autotuning
 
     @property
     def rate(self) -> float:
@@ -84,7 +85,9 @@ def measure(dep: Deployment, spec: PointSpec, *, pin: bool) -> dict[str, Any]:
     try:
         subs = assign_symbols(dep.symbols, spec.clients, spec.per_client)
         clients = [(dep.urls[i % len(dep.urls)], s) for i, s in enumerate(subs)]
-        with LoadGen(clients, procs=spec.procs, pin=pin, client=spec.client) as gen:
+        with LoadGen(
+            clients, procs=spec.procs, pin=pin, client=spec.client, rcvbuf=spec.rcvbuf
+        ) as gen:
             connect = gen.start()
             if connect["failures"]:
                 say(
@@ -107,6 +110,7 @@ def measure(dep: Deployment, spec: PointSpec, *, pin: bool) -> dict[str, Any]:
     finally:
         dep.down()
     point = figures(spec, connect, seen, cpu_figures(before, after, spec.duration_s))
+    point["pinned"] = pin
     point["commands"] = dict(dep.commands)
     if profile is not None:
         point["profile"] = profile

@@ -26,6 +26,7 @@ latency behind its own.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 from collections.abc import Callable
 
@@ -210,14 +211,32 @@ class LeanConnection(asyncio.Protocol):
             self.transport.abort()
 
 
-async def lean_connect(url: str, *, open_timeout_s: float, max_size: int) -> LeanConnection:
-    """Open a TCP connection to ``url``'s host and complete the WebSocket handshake."""
+async def lean_connect(
+    url: str, *, open_timeout_s: float, max_size: int, rcvbuf: int = 0
+) -> LeanConnection:
+    """Open a TCP connection to ``url``'s host and complete the WebSocket handshake.
+
+    ``rcvbuf``: the socket's receive buffer in bytes, set before the SYN so the
+    window is sized by it (0: the kernel's autotuning).
+    """
     uri = parse_uri(url)
     loop = asyncio.get_running_loop()
 
     async def handshake() -> LeanConnection:
+        sock = None
+        if rcvbuf:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, (uri.host, uri.port))
+            except BaseException:
+                sock.close()
+                raise
         _, conn = await loop.create_connection(
-            lambda: LeanConnection(url, max_size), uri.host, uri.port
+            lambda: LeanConnection(url, max_size),
+            *(() if sock else (uri.host, uri.port)),
+            sock=sock,
         )
         await conn.opened
         return conn
