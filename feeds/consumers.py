@@ -26,6 +26,7 @@ from typing import Any
 from channels.consumer import AsyncConsumer
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import DatabaseError
 
 from feeds import auth, protocol
 from feeds.auth import peer, user_for_token
@@ -235,6 +236,17 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
                 )
             else:
                 self._reply_error(exc)
+        except DatabaseError as exc:
+            # The request needs the database and it is away. The protocol has no
+            # error for that; 1001 tells the client to reconnect with jitter, and
+            # by then the database may be back. The other connections stream on.
+            logger.warning(
+                "conn %s: database unavailable for a request (%s); closing 1001",
+                self.conn_id,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+            )
+            self.state = ConnState.CLOSED
+            await self.transport.close(int(CloseCode.GOING_AWAY))
 
     def _reply_error(self, exc: ProtocolError) -> None:
         logger.info("conn %s: %s: %s", self.conn_id, exc.code, exc.message)

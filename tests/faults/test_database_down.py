@@ -109,6 +109,8 @@ async def test_database_away_stream_goes_on_and_requests_get_503(feed_server, po
     database = Database(postgres_url)
     try:
         await asyncio.wait_for(stream.more(5), timeout(15))
+        other = await websockets.connect(server.ws_url + f"?token={feed.token}")
+        await other.recv()  # welcome: this one is in before the database goes
         await asyncio.to_thread(database.down)
         try:
             status, kind, body = await until_status(api, token, 503)
@@ -122,6 +124,13 @@ async def test_database_away_stream_goes_on_and_requests_get_503(feed_server, po
             assert "Service unavailable" in body and "Traceback" not in body
             health = await asyncio.to_thread(get, server.url + "/healthz", {})
             assert health[0] == 503 and json.loads(health[2])["database"] == "unavailable"
+            # A request that needs the database closes only its own connection,
+            # with 1001 (reconnect), and no traceback.
+            await other.send(json.dumps({"op": "subscribe", "symbols": ["MSFT"], "id": 7}))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await asyncio.wait_for(other.recv(), timeout(15))
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
             # Meanwhile the stream runs on from memory.
             await asyncio.wait_for(stream.more(20), timeout(15))
             assert not streaming.done()
