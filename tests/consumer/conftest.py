@@ -95,14 +95,19 @@ def instruments(transactional_db):
     return made
 
 
-@pytest.fixture
-def user(transactional_db):
+def make_user(name: str):
+    """A user with the password ``<name>-pass-123`` and an API token in ``.token``."""
     from django.contrib.auth.models import User
     from rest_framework.authtoken.models import Token
 
-    u = User.objects.create_user("alice", password="alice-pass-123")
+    u = User.objects.create_user(name, password=f"{name}-pass-123")
     u.token = Token.objects.create(user=u).key
     return u
+
+
+@pytest.fixture
+def user(transactional_db):
+    return make_user("alice")
 
 
 @pytest.fixture

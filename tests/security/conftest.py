@@ -8,6 +8,7 @@ from tests.consumer.conftest import (  # noqa: F401 - fixtures, re-exported for 
     alice,
     connect,
     instruments,
+    make_user,
     ticker,
     user,
 )
@@ -15,12 +16,7 @@ from tests.consumer.conftest import (  # noqa: F401 - fixtures, re-exported for 
 
 @pytest.fixture
 def bob(transactional_db):
-    from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
-
-    u = User.objects.create_user("bob", password="bob-pass-123")
-    u.token = Token.objects.create(user=u).key
-    return u
+    return make_user("bob")
 
 
 @pytest.fixture
