@@ -201,8 +201,9 @@ FEED_TIME_SCALE = env_float("FEED_TIME_SCALE", 60.0, minimum=0.001, maximum=1e9)
 # died; the leader renews it every third of it.
 FEED_LEASE_S = env_float("FEED_LEASE_S", 3.0, minimum=0.3, maximum=600)
 # How often the ticker re-reads instruments even without a control message
-# (changes made straight in the database, or a lost message).
-FEED_RELOAD_INTERVAL_S = env_float("FEED_RELOAD_INTERVAL_S", 1.0, minimum=0.05)
+# (changes made straight in the database or from another process of the
+# embedded default, or a lost message): one cheap fingerprint query.
+FEED_RELOAD_INTERVAL_S = env_float("FEED_RELOAD_INTERVAL_S", 0.5, minimum=0.05)
 
 # --- the usual Django bits ----------------------------------------------------------
 
