@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -95,3 +96,76 @@ class Instrument(models.Model):
             )
         if self.tick_size is not None and self.tick_size.normalize().as_tuple().exponent < -10:
             raise ValidationError({"tick_size": "At most 10 decimal places."})
+
+
+class Entitlement(models.Model):
+    """A licence: a user, or every member of a group, may see one exchange or asset class.
+
+    Enforced only when ``FEED_ENTITLEMENTS`` is on; then a user sees the
+    instruments that match at least one of their own or their groups' rows.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="entitlements",
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="entitlements"
+    )
+    exchange = models.CharField(
+        max_length=20, blank=True, help_text="A listing venue (e.g. XNAS); blank with an asset class."
+    )
+    asset_class = models.CharField(
+        max_length=10, choices=AssetClass.choices, blank=True, help_text="Blank with an exchange."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(user__isnull=False, group__isnull=True)
+                    | models.Q(user__isnull=True, group__isnull=False)
+                ),
+                name="entitlement_user_xor_group",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    (models.Q(exchange="") & ~models.Q(asset_class=""))
+                    | (~models.Q(exchange="") & models.Q(asset_class=""))
+                ),
+                name="entitlement_exchange_xor_asset_class",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        who = self.user if self.user_id is not None else f"group {self.group}"
+        what = self.exchange or self.get_asset_class_display()
+        return f"{who}: {what}"
+
+
+class Bar(models.Model):
+    """One minute of one instrument's trades (OHLCV); the ticker writes them in batches."""
+
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="bars")
+    start = models.DateTimeField(help_text="The minute the bar covers, from its first second (UTC).")
+    open = models.DecimalField(max_digits=24, decimal_places=10)
+    high = models.DecimalField(max_digits=24, decimal_places=10)
+    low = models.DecimalField(max_digits=24, decimal_places=10)
+    close = models.DecimalField(max_digits=24, decimal_places=10)
+    volume = models.BigIntegerField(default=0)
+    trades = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["instrument", "start"]
+        constraints = [
+            models.UniqueConstraint(fields=["instrument", "start"], name="bar_one_per_minute"),
+        ]
+        indexes = [models.Index(fields=["start"], name="bar_start")]
+
+    def __str__(self) -> str:
+        return f"{self.instrument_id} {self.start:%Y-%m-%d %H:%M}"

@@ -113,9 +113,14 @@ class DaphneTransport(Transport):
         self._buffer_bytes = buffer_bytes
         self._socket_buffer_bytes = socket_buffer_bytes
         self._open_state = getattr(protocol, "STATE_OPEN", None)
+        self._gone_states = {getattr(protocol, n, n) for n in ("STATE_CLOSING", "STATE_CLOSED")}
 
     def write_frames(self, texts: list[str], shared: bool) -> bool:
         protocol = self._protocol
+        if protocol.state in self._gone_states:
+            # The close frame is out (a shutdown, a limit): nothing may follow it,
+            # and autobahn would raise. The texts are dropped, as a reader would.
+            return True
         # Only on an open connection with nothing queued inside autobahn, so order holds.
         if protocol.state != self._open_state or protocol.send_queue:
             return False

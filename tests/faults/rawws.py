@@ -37,19 +37,25 @@ class RawClient:
             try:
                 return await self._connect()
             except (ConnectionError, asyncio.IncompleteReadError):
-                if self.writer is not None:
-                    self.writer.close()
+                self.abort()
                 if attempt == attempts - 1:
                     raise
+            except BaseException:  # a timeout or a cancel: leave no socket open behind us
+                self.abort()
+                raise
 
     async def _connect(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if self.rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
-        # A small stream limit too: asyncio buffers up to twice this before it stops reading.
-        self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=4096)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
+            # A small stream limit too: asyncio buffers up to twice this before it stops reading.
+            self.reader, self.writer = await asyncio.open_connection(sock=sock, limit=4096)
+        except BaseException:
+            sock.close()
+            raise
         key = base64.b64encode(os.urandom(16)).decode()
         self.writer.write(
             (
@@ -123,3 +129,4 @@ class RawClient:
         """Drop the socket without a close frame (cleanup at the end of a test)."""
         if self.writer is not None:
             self.writer.transport.abort()
+            self.reader = self.writer = None

@@ -18,7 +18,7 @@ import websockets
 
 from tests.live.test_live_feed import session_cookie
 from tests.schema import decode_frame
-from tests.timeouts import timeout
+from tests.timeouts import stop, timeout
 
 pytestmark = [pytest.mark.live, pytest.mark.postgres]
 
@@ -107,6 +107,7 @@ async def test_database_away_stream_goes_on_and_requests_get_503(feed_server, po
     stream = Stream(server.ws_url + f"?token={feed.token}")
     streaming = asyncio.create_task(stream.run())
     database = Database(postgres_url)
+    other = None
     try:
         await asyncio.wait_for(stream.more(5), timeout(15))
         other = await websockets.connect(server.ws_url + f"?token={feed.token}")
@@ -140,7 +141,9 @@ async def test_database_away_stream_goes_on_and_requests_get_503(feed_server, po
         assert status == 200, body
         await asyncio.wait_for(stream.more(5), timeout(15))
     finally:
-        streaming.cancel()
+        await stop(streaming)
+        if other is not None:
+            await other.close()
     log = feed.log()
     assert "Traceback" not in log, log
     assert log.count("the database unreachable") == 1, log

@@ -18,7 +18,7 @@ import websockets
 
 from tests.redis.cluster import cluster_env, running_cluster
 from tests.schema import decode_frame
-from tests.timeouts import timeout
+from tests.timeouts import stop, timeout
 
 pytestmark = [pytest.mark.redis, pytest.mark.live]
 
@@ -79,7 +79,7 @@ async def test_redis_away_for_ten_seconds_is_one_warning_per_process_and_quotes_
             back = time.monotonic()
             first = await asyncio.wait_for(client.quote_after(back), timeout(30))
         finally:
-            task.cancel()
+            await stop(task)
         recovery = first - back
         last_before = max(t for t, _ in client.arrivals if t <= back)
         print(f"Redis away {back - stopped:.1f} s; quotes resumed {recovery:.2f} s after it was "

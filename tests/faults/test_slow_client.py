@@ -25,7 +25,7 @@ import websockets
 
 from tests.faults.rawws import RawClient
 from tests.schema import decode_frame
-from tests.timeouts import timeout
+from tests.timeouts import stop, timeout
 
 pytestmark = pytest.mark.live
 
@@ -112,7 +112,7 @@ async def test_a_stalled_reader_is_conflated_in_bounded_memory_and_others_keep_u
         )
         catch_up_s = time.monotonic() - resumed
     finally:
-        reading.cancel()
+        await stop(reading)
     for client in stalled:
         client.abort()
 

@@ -17,7 +17,7 @@ import pytest
 
 from feeds.groups import group_for_symbol
 from tests.servers import Server, manage
-from tests.timeouts import timeout
+from tests.timeouts import stop, timeout
 
 pytestmark = [pytest.mark.redis, pytest.mark.live]
 
@@ -84,7 +84,7 @@ async def test_standby_takes_over_a_killed_leader_without_repeating_or_rewinding
         os.kill(leader.proc.pid, signal.SIGKILL)
         await asyncio.wait_for(watcher.more(30, after=killed_at + 0.05), timeout(10 + LEASE_S))
     finally:
-        watching.cancel()
+        await stop(watching)
         await watcher.layer.flush()
     assert leader.proc.wait(timeout(5)) == -signal.SIGKILL
     assert any("leader:" in line for line in standby.log), "".join(standby.log)

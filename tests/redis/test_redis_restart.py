@@ -15,7 +15,7 @@ import websockets
 
 from tests.redis.cluster import cluster_env, running_cluster
 from tests.schema import decode_frame
-from tests.timeouts import timeout
+from tests.timeouts import stop, timeout
 
 pytestmark = [pytest.mark.redis, pytest.mark.live]
 
@@ -70,8 +70,7 @@ async def test_quotes_flow_again_after_redis_restarts_and_no_process_exits(priva
             await asyncio.to_thread(private_redis.restart)
             await asyncio.wait_for(asyncio.gather(*(c.more(10) for c in clients)), timeout(30))
         finally:
-            for task in tasks:
-                task.cancel()
+            await stop(*tasks)
         for proc in (ticker, *servers):
             assert proc.proc.poll() is None, "".join(proc.log)
         for server in servers:
