@@ -22,6 +22,8 @@ import sys
 import venv
 from pathlib import Path
 
+from deploy.procs import daphne_command
+
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
@@ -72,15 +74,7 @@ def serve() -> int:
         f"  try: websocat 'ws://{host}:{port}/ws/quotes/?token={token}'\n",
         flush=True,
     )
-    cmd = [
-        # daphne, with ?token= values masked in its access log (deploy/serve.py).
-        str(PY), "-m", "deploy.serve", "-b", host, "-p", port,
-        "--ping-interval", os.environ.get("FEED_PING_INTERVAL_S", "20"),
-        "--ping-timeout", os.environ.get("FEED_PING_TIMEOUT_S", "30"),
-        # daphne closes every WebSocket after 24 h by default; a feed stays open.
-        "--websocket_timeout", "-1",
-        "marketfeed.asgi:application",
-    ]
+    cmd = daphne_command(str(PY), host, port)
     child = subprocess.Popen(cmd, cwd=ROOT)
     while True:
         try:

@@ -36,6 +36,7 @@ from deploy.procs import (
     Event,
     Events,
     Printer,
+    daphne_command,
     describe_exit,
     die_with_parent,
     run_once,
@@ -246,18 +247,7 @@ class Cluster:
         return result.stdout
 
     def _daphne(self, port: int) -> list[str]:
-        cmd = [
-            # deploy.serve is daphne with tokens masked in its access log.
-            sys.executable, "-m", "deploy.serve", "-b", self.args.host, "-p", str(port),
-            "--ping-interval", os.environ.get("FEED_PING_INTERVAL_S", "20"),
-            "--ping-timeout", os.environ.get("FEED_PING_TIMEOUT_S", "30"),
-            # daphne closes every WebSocket after 24 h by default; a feed stays open.
-            "--websocket_timeout", "-1",
-        ]
-        if self.args.nginx is not None:
-            # Client address and scheme from nginx's X-Forwarded-For / -Proto.
-            cmd.append("--proxy-headers")
-        return [*cmd, "marketfeed.asgi:application"]
+        return daphne_command(sys.executable, self.args.host, port, proxy_headers=self.args.nginx is not None)
 
     def _start_children(self, env: dict[str, str], nginx_binary: str | None) -> None:
         self.children.append(Child("ticker", [sys.executable, "manage.py", "runticker"], env, ROOT))

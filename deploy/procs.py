@@ -32,6 +32,32 @@ STOP_TIMEOUT_S = 15.0
 PUMP_DRAIN_S = 2.0
 
 
+# Twisted listens with a backlog of 50: a burst of a thousand handshakes
+# overflowed it (224 SYN drops in bench "storm", docs/PERFORMANCE.md).
+LISTEN_BACKLOG = 1024
+
+
+def daphne_command(python: str, host: str, port: int | str, *, proxy_headers: bool = False) -> list[str]:
+    """The command line of one feed server: daphne through deploy.serve.
+
+    deploy.serve is daphne with tokens masked in its access log. The endpoint
+    string sets the listen backlog, which ``-b``/``-p`` cannot.
+    """
+    interface = host.replace(":", "\\:")  # an IPv6 address inside Twisted's endpoint syntax
+    cmd = [
+        python, "-m", "deploy.serve",
+        "-e", f"tcp:port={port}:interface={interface}:backlog={LISTEN_BACKLOG}",
+        "--ping-interval", os.environ.get("FEED_PING_INTERVAL_S", "20"),
+        "--ping-timeout", os.environ.get("FEED_PING_TIMEOUT_S", "30"),
+        # daphne closes every WebSocket after 24 h by default; a feed stays open.
+        "--websocket_timeout", "-1",
+    ]
+    if proxy_headers:
+        # Client address and scheme from the proxy's X-Forwarded-For / -Proto.
+        cmd.append("--proxy-headers")
+    return [*cmd, "marketfeed.asgi:application"]
+
+
 def die_with_parent() -> list[str]:
     """A command prefix that makes the kernel SIGTERM the child when we die; [] where unsupported.
 
