@@ -39,6 +39,7 @@ from deploy.procs import (
     daphne_command,
     describe_exit,
     die_with_parent,
+    port_number,
     run_once,
     stop_all,
 )
@@ -74,18 +75,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"cluster: {message} (see --help)\n")
 
 
-def _port(raw: str) -> int:
-    try:
-        port = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port in 1-65535")
-    return port
-
-
 def _ports(raw: str) -> tuple[int, ...]:
-    ports = tuple(_port(item.strip()) for item in raw.split(",") if item.strip())
+    ports = tuple(port_number(item.strip()) for item in raw.split(",") if item.strip())
     if not ports:
         raise argparse.ArgumentTypeError("give at least one port, e.g. 8001,8002")
     if len(set(ports)) != len(ports):
@@ -104,7 +95,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "another host name must also be in ALLOWED_HOSTS")
     parser.add_argument("--ports", type=_ports, default=DEFAULT_PORTS,
                         help="comma-separated daphne ports (default 8001,8002)")
-    parser.add_argument("--nginx", type=_port, metavar="PORT",
+    parser.add_argument("--nginx", type=port_number, metavar="PORT",
                         help="also run nginx on 127.0.0.1:PORT in front of the daphnes")
     parser.add_argument("--private-redis", action="store_true",
                         help="always start a private redis-server, ignoring REDIS_URL and :6379")

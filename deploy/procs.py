@@ -13,6 +13,7 @@ handlers put on it too, and its ``put`` is reentrant where ``Queue``'s is not.
 
 from __future__ import annotations
 
+import argparse
 import os
 import queue
 import shutil
@@ -56,6 +57,17 @@ def daphne_command(python: str, host: str, port: int | str, *, proxy_headers: bo
         # Client address and scheme from the proxy's X-Forwarded-For / -Proto.
         cmd.append("--proxy-headers")
     return [*cmd, "marketfeed.asgi:application"]
+
+
+def port_number(raw: str) -> int:
+    """An argparse ``type`` for a TCP port: 1-65535, with a one-line message otherwise."""
+    try:
+        port = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port in 1-65535")
+    return port
 
 
 def die_with_parent() -> list[str]:

@@ -15,18 +15,21 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import Group
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
-from feeds import auth, services
-from feeds.models import Instrument
+from feeds import auth, entitlements, services
+from feeds.models import Entitlement, Instrument
 
 logger = logging.getLogger(__name__)
 
 # The admin is loaded in every process at start-up (admin autodiscovery), and
-# the token and user admins are where tokens are revoked and users disabled.
+# the token and user admins are where tokens are revoked and users disabled,
+# the entitlement, user and group admins where licences are taken away.
 auth.connect_revocation_signals()
+entitlements.connect_signals()
 
 
 class UpperCaseCharField(forms.CharField):
@@ -145,3 +148,59 @@ class InstrumentAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
         services.instrument_delete(instruments=queryset)
+
+
+# --- entitlements (PROTOCOL.md "Entitlements"; feeds/entitlements.py) ----------------
+
+
+class EntitlementForm(forms.ModelForm):
+    """One licence row. "Exactly one of user and group, and of exchange and asset class"
+    is the model's check constraints, whose messages the form shows as they are."""
+
+    exchange = UpperCaseCharField(
+        max_length=20,
+        required=False,
+        help_text="A listing venue as instruments name it, e.g. XNAS (stored upper-case).",
+    )
+
+    class Meta:
+        model = Entitlement
+        fields = ("user", "group", "exchange", "asset_class")
+
+
+@admin.register(Entitlement)
+class EntitlementAdmin(admin.ModelAdmin):
+    """Deleting or editing a row here stops its symbols on open connections at once."""
+
+    form = EntitlementForm
+    list_display = ("id", "user", "group", "exchange", "asset_class", "created_at")
+    list_filter = ("asset_class", "exchange")
+    search_fields = ("user__username", "group__name", "exchange")
+    search_help_text = "User name, group name or exchange."
+    autocomplete_fields = ("user", "group")
+    readonly_fields = ("created_at",)
+
+
+class GroupEntitlementInline(admin.TabularInline):
+    """A group's licences on its own page, where its members are managed.
+
+    Users get no such inline: their change form is posted by scripts and tests
+    that know nothing of inline formsets; a user's rows are in the entitlement
+    list (search by user name).
+    """
+
+    model = Entitlement
+    form = EntitlementForm
+    fk_name = "group"
+    fields = ("exchange", "asset_class")
+    extra = 0
+
+
+def _with_inline(model: type[Any], inline: type[admin.TabularInline]) -> None:
+    """Re-register ``model`` with the admin it already has, plus ``inline``."""
+    base = type(admin.site.get_model_admin(model))
+    admin.site.unregister(model)
+    admin.site.register(model, type(base.__name__, (base,), {"inlines": [*base.inlines, inline]}))
+
+
+_with_inline(Group, GroupEntitlementInline)

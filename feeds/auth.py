@@ -176,14 +176,19 @@ def revoke_on_commit(*, tokens: Iterable[str] = (), users: Iterable[object] = ()
 
 
 def revocation_notify(event: dict[str, Any]) -> None:
+    # The servers' periodic re-check (FEED_AUTH_RECHECK_S) still closes them if this is lost.
+    notify_servers(event, what="a token revocation")
+
+
+def notify_servers(event: dict[str, Any], *, what: str) -> None:
+    """Send ``event`` to every server process (their hubs' control group); a failure is logged."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
         async_to_sync(layer.group_send)(SERVERS_CONTROL_GROUP, event)
     except Exception:
-        # The servers' periodic re-check (FEED_AUTH_RECHECK_S) still closes them.
-        logger.warning("could not broadcast a token revocation", exc_info=True)
+        logger.warning("could not broadcast %s", what, exc_info=True)
 
 
 def _token_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import random
 import secrets
 import time
 import weakref
+from collections import deque
+from collections.abc import Coroutine
 from typing import Any
 
 from channels.consumer import AsyncConsumer
@@ -28,17 +31,32 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 
-from feeds import auth, protocol
+from feeds import auth, entitlements, protocol, wire_formats
 from feeds.auth import peer, user_for_token
+from feeds.delivery import Delivery
 from feeds.hub import Hub, get_hub
 from feeds.limits import TokenBucket
+from feeds.metrics import count_error
 from feeds.outbox import Outbox
 from feeds.protocol import CloseCode, ErrorCode, ProtocolError, State
-from feeds.services import instruments_active_by_symbol
+from feeds.services import (
+    INSTRUMENTS_ADDED,
+    instruments_active_by_symbol,
+    instruments_all_by_symbol,
+)
 from feeds.store import QuoteStore, get_store
+from feeds.throttle import Throttle
 from feeds.transport import SERVER_SEND, Transport, attach
 
 logger = logging.getLogger(__name__)
+
+# Quotes of one symbol kept while its snapshot or replay is read. A read is one
+# store round trip, so more than this means the store is stalling: the oldest
+# go, and the client sees the gap as a prev_seq.
+HOLD_BACK_MAX = 256
+# A max-age reconnect comes up to this fraction of FEED_MAX_CONNECTION_AGE_S late,
+# at random: connections opened together (after a deploy) then leave spread out.
+MAX_AGE_JITTER = 0.1
 
 
 class ConnState(enum.Enum):
@@ -53,7 +71,11 @@ def lookup_instruments(symbols: list[str] | tuple[str, ...]) -> dict[str, bool]:
     return instruments_active_by_symbol(s for s in symbols if protocol.is_symbol(s))
 
 
-class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
+all_instruments = database_sync_to_async(instruments_all_by_symbol)
+
+
+class QuoteConsumer(Delivery, AsyncConsumer):  # type: ignore[misc]
+    kind = "websocket"
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         self.scope = scope
         self.base_send = send
@@ -66,12 +88,25 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         self.token_digest: str | None = None
         # symbol -> seq of the newest quote sent; None while its snapshot is on its way.
         self.subs: dict[str, int | None] = {}
+        # Live quotes held back while a subscribe reads the store, per symbol.
+        self._backlog: dict[str, deque[tuple[int, str]]] = {}
+        # The throttle of a "*" subscription, for instruments it takes in later; None: no "*".
+        self.wildcard_throttle_ms: int | None = None
+        # Subscribes, unsubscribes and wildcard additions change ``subs`` one at a time.
+        self._subs_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.hub: Hub | None = None
         self.store: QuoteStore = get_store()
+        # ?format= (feeds/wire_formats.py); an unknown one is refused once accepted.
+        self.wire, self._wire_error = wire_formats.choose(scope.get("query_string", b""))
         self.transport: Transport = attach(
             scope.get(SERVER_SEND, send),
             buffer_bytes=settings.FEED_WRITE_BUFFER_BYTES,
             socket_buffer_bytes=settings.FEED_SOCKET_BUFFER_BYTES,
+            wire=self.wire,
+            compression=settings.FEED_WS_COMPRESSION,
+            # Past the frame limit, so an inflated request still gets message_too_large.
+            max_message_bytes=2 * settings.FEED_MAX_FRAME_BYTES,
         )
         self.bucket = TokenBucket(
             rate=settings.FEED_RATE_PER_S, burst=settings.FEED_RATE_BURST, now=time.monotonic()
@@ -79,6 +114,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         self._auth_timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
         self._resync: asyncio.Task[None] | None = None
+        self._reconnect_timers: dict[str, asyncio.TimerHandle] = {}  # make-before-break: "max_age", "close"
         try:
             while True:
                 message = await receive()
@@ -103,8 +139,15 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
             on_ready=self.hub.schedule,
             batch_frames=settings.FEED_BATCH_FRAMES,
         )
+        loop = asyncio.get_running_loop()
+        self.throttle = Throttle(clock=loop.time, call_at=loop.call_at, release=self.outbox.quote)
         await self.base_send({"type": "websocket.accept"})
         self.transport.watch(pause=self.outbox.pause, resume=self.outbox.resume)
+        if self._wire_error is not None:
+            await self._close_with_error(
+                ErrorCode.BAD_REQUEST, self._wire_error, CloseCode.UNSUPPORTED_DATA
+            )
+            return
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
             await self._admit(user, request_id=None, token=self.scope.get("auth_token"))
@@ -116,9 +159,14 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         self.state = ConnState.CLOSED
         if self._auth_timer is not None:
             self._auth_timer.cancel()
+        for timer in self._reconnect_timers.values():
+            timer.cancel()
+        await _stop(*self._tasks)  # before unregistering: a wildcard addition must not rejoin
         if self.hub is not None:
             await self.hub.unregister(self, list(self.subs))
+            self.throttle.close()
         self.subs.clear()
+        self._backlog.clear()
         if self.user_key is not None:
             await self.store.connection_release(self.user_key, self.conn_id)
             self.user_key = None
@@ -145,6 +193,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         assert self.hub is not None
         self.hub.register(self)
         _start_recheck(self.hub)
+        self._start_max_age()
         self.outbox.control(
             protocol.welcome(
                 user=user.get_username(),
@@ -186,12 +235,13 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         # Straight to the socket, ahead of anything queued: the client must read why.
+        count_error(code)
         await self._send_text(protocol.error(code, message, request_id=request_id))
         await self.transport.close(int(close_code))
 
     async def _send_text(self, text: str, shared: bool = False) -> None:
         if not self.transport.write_frames([text], shared):
-            await self.base_send({"type": "websocket.send", "text": text})
+            await self.base_send(self.wire.asgi_send(text))
 
     # --- client frames ------------------------------------------------------------------------
 
@@ -217,9 +267,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
             )
             return
         try:
-            if text is None:
-                raise ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not part of the protocol")
-            request = protocol.parse_client_frame(text)
+            request = wire_formats.parse_frame(self.wire, text, message.get("bytes"))
             if self.state is ConnState.AWAITING_AUTH:
                 await self._authenticate(request)
             else:
@@ -250,6 +298,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
 
     def _reply_error(self, exc: ProtocolError) -> None:
         logger.info("conn %s: %s: %s", self.conn_id, exc.code, exc.message)
+        count_error(exc.code)
         self.outbox.control(exc.to_text())
 
     async def _authenticate(self, request: protocol.Request) -> None:
@@ -270,11 +319,16 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
 
     async def handle(self, request: protocol.Request) -> None:
         if isinstance(request, protocol.Subscribe):
-            await self.subscribe(request)
+            async with self._subs_lock:
+                await self.subscribe(request)
         elif isinstance(request, protocol.Unsubscribe):
-            await self.unsubscribe(request)
+            async with self._subs_lock:
+                await self.unsubscribe(request)
         elif isinstance(request, protocol.ListSubscriptions):
-            self.outbox.control(protocol.subscriptions(list(self.subs), request.id))
+            listed = list(self.subs)
+            if self.wildcard_throttle_ms is not None:
+                listed.append(protocol.WILDCARD)
+            self.outbox.control(protocol.subscriptions(listed, request.id))
         elif isinstance(request, protocol.Ping):
             self.outbox.control(protocol.pong(time.time_ns() // 1000, request.id))
         else:
@@ -286,6 +340,13 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         symbols = request.symbols
         active = await lookup_instruments(symbols)
         _refuse_unknown(symbols, active, request.id)
+        await entitlements.check_subscribe(self.user, symbols, request.id)  # not_entitled
+        if request.wildcard:
+            covered = await self._covered()
+            symbols += tuple(sorted(s for s in covered if s not in active))
+            active = covered | active
+            if request.since is not None:
+                protocol.check_since(request.since, symbols, request.id)
         new = tuple(s for s in symbols if s not in self.subs)
         limit = settings.FEED_MAX_SYMBOLS
         if len(self.subs) + len(new) > limit:
@@ -295,59 +356,196 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
                 request_id=request.id,
                 symbols=new,
             )
-        # Hold back quotes of these symbols until their snapshot has gone out:
-        # the store is written before a quote is published, so the snapshot
-        # read below is at least as new as any quote held back.
+        if request.wildcard:
+            self.wildcard_throttle_ms = request.throttle_ms
+        await self._open(
+            symbols, new, active, throttle_ms=request.throttle_ms, request_id=request.id,
+            since=request.since, client_epoch=request.epoch,
+        )
+
+    async def _open(
+        self,
+        symbols: tuple[str, ...],
+        new: tuple[str, ...],
+        active: dict[str, bool],
+        *,
+        throttle_ms: int,
+        request_id: protocol.RequestId,
+        since: dict[str, int] | None = None,
+        client_epoch: str | None = None,
+    ) -> None:
+        """Route ``symbols`` here (``new``: not yet), reply, then send each its starting point.
+
+        The starting point is a snapshot, a ``status`` ``halted``, or for a
+        resumed symbol the quotes it missed. Live quotes are held back meanwhile:
+        the store is written before a quote is published, so what is read below
+        and the quotes held back from the moment we join leave nothing out; the
+        held ones not newer than what was sent are dropped.
+        """
         for symbol in symbols:
             self.subs[symbol] = None
+            self._backlog[symbol] = deque(maxlen=HOLD_BACK_MAX)
+            self.outbox.forget(symbol)  # what is read below supersedes it
+            self.throttle.drop(symbol)
         assert self.hub is not None
         await self.hub.join(self, new)
-        self.outbox.control(protocol.subscribed(symbols, request.id))
         latest = await self.store.latest(symbols)
         epoch = await self.store.epoch()
+        replayed = await self._replay(since, client_epoch, epoch, latest)
+        recovered = None if since is None else {s: replayed[s] is not None for s in since}
+        self.outbox.control(protocol.subscribed(symbols, request_id, recovered))
         for symbol in symbols:
+            backlog = self._backlog.pop(symbol, ())
             if symbol not in self.subs:  # gone while we awaited (disconnect)
                 continue
-            seq, text = latest.get(symbol, (0, ""))
+            missed = replayed.get(symbol)
+            if missed is not None and since is not None:
+                self.subs[symbol] = since[symbol]
+                self.throttle.set(symbol, throttle_ms, wait=False)
+                for text in missed:
+                    self.deliver_quote(symbol, protocol.quote_seq(text), text)
+            else:
+                seq, text = latest.get(symbol, (0, ""))
+                if active[symbol] and text:
+                    self.outbox.control(protocol.snapshot_from_quote(text, epoch))
+                self.subs[symbol] = seq if active[symbol] and text else 0
+                self.throttle.set(symbol, throttle_ms)
             if not active[symbol]:
-                self.outbox.control(protocol.status(symbol, State.HALTED))
-            elif text:
-                self.outbox.control(protocol.snapshot_from_quote(text, epoch))
-            self.subs[symbol] = seq
+                self.deliver_status(symbol, protocol.status(symbol, State.HALTED))
+            for seq, text in backlog:
+                self.deliver_quote(symbol, seq, text)
+
+    async def _replay(
+        self,
+        since: dict[str, int] | None,
+        client_epoch: str | None,
+        epoch: str,
+        latest: dict[str, tuple[int, str]],
+    ) -> dict[str, list[str] | None]:
+        """The quotes each symbol of ``since`` missed, in seq order; None where they cannot be had.
+
+        None: another epoch, a ring that no longer reaches back, or a seq the
+        store has not reached (the client's numbers are not this store's).
+        """
+        if not since:
+            return {}
+        if client_epoch != epoch:
+            return dict.fromkeys(since)
+        reachable = {s: n for s, n in since.items() if n <= latest.get(s, (0, ""))[0]}
+        found = await self.store.replay(reachable) if reachable else {}
+        return {s: found.get(s) for s in since}
+
+    async def _covered(self, among: list[str] | None = None) -> dict[str, bool]:
+        """``{symbol: active}`` of what ``"*"`` covers (only those ``among``, if given)."""
+        visible = await entitlements.visible_symbols(self.user)
+        if among is not None:
+            return await lookup_instruments([s for s in among if visible is None or s in visible])
+        if visible is None:
+            return await all_instruments()
+        return await lookup_instruments(sorted(visible))
+
+    async def _wildcard_add(self, symbols: list[str]) -> None:
+        """Take instruments listed after a ``"*"`` subscribe into it, as a subscribe of them would.
+
+        The client gets an unsolicited ``subscribed`` naming them; those past
+        ``max_symbols`` are left out and named in a ``too_many_symbols`` error.
+        """
+        async with self._subs_lock:
+            if self.wildcard_throttle_ms is None or self.state is not ConnState.OPEN:
+                return
+            active = await self._covered([s for s in symbols if s not in self.subs])
+            fresh = tuple(s for s in symbols if s in active)
+            room = max(0, settings.FEED_MAX_SYMBOLS - len(self.subs))
+            if len(fresh) > room:
+                self._reply_error(
+                    ProtocolError(
+                        ErrorCode.TOO_MANY_SYMBOLS,
+                        f"new instruments left out of '*': at most {room} more symbols",
+                        symbols=fresh[room:],
+                    )
+                )
+                fresh = fresh[:room]
+            if fresh:
+                await self._open(
+                    fresh, fresh, active, throttle_ms=self.wildcard_throttle_ms, request_id=None
+                )
 
     async def unsubscribe(self, request: protocol.Unsubscribe) -> None:
         symbols = request.symbols
         unsure = [s for s in symbols if s not in self.subs]
         if unsure:
             _refuse_unknown(unsure, await lookup_instruments(unsure), request.id)
+        if request.wildcard:  # "*" ends the wildcard and takes everything with it
+            self.wildcard_throttle_ms = None
+            symbols += tuple(sorted(s for s in self.subs if s not in symbols))
         leaving = [s for s in symbols if s in self.subs]
         for symbol in leaving:
             del self.subs[symbol]
             self.outbox.forget(symbol)
+            self.throttle.drop(symbol)
         # Routing stops synchronously inside leave(), before the reply is queued.
         assert self.hub is not None
         leave = self.hub.leave(self, leaving)
         self.outbox.control(protocol.unsubscribed(symbols, request.id))
         await leave
 
-    # --- called by the hub ------------------------------------------------------------------------
-
-    def deliver_quote(self, symbol: str, seq: int, text: str) -> None:
-        last = self.subs.get(symbol, -1)
-        if last is None or last == -1 or seq <= last:
-            return  # snapshot pending, not subscribed, or not newer than what was sent
-        self.subs[symbol] = seq
-        self.outbox.quote(symbol, text)
-
-    def deliver_status(self, symbol: str, text: str) -> None:
-        if symbol in self.subs:
-            self.outbox.control(text)
+    # --- called by the hub (quotes and status: feeds/delivery.py) ---------------------------------
 
     def on_server_event(self, event: dict[str, Any]) -> None:
-        """Messages for every connection of the process: token and user revocations."""
+        """Messages for every connection of the process: revocations, new instruments, licences."""
         if event.get("type") == auth.AUTH_REVOKED and self.state is ConnState.OPEN:
             if self.token_digest in event.get("tokens", ()) or self.user_key in event.get("users", ()):
                 self.revoke()
+        # New instruments join a "*" subscription.
+        if event.get("type") == INSTRUMENTS_ADDED and self.wildcard_throttle_ms is not None:
+            symbols = event.get("symbols")
+            if isinstance(symbols, list):
+                named = dict.fromkeys(s for s in symbols if isinstance(s, str))
+                self._spawn(self._wildcard_add(list(named)))
+        # A revoked licence drops its symbols (feeds/entitlements.py).
+        if entitlements.concerns(event, self.user_key) and self.state is ConnState.OPEN:
+            self._spawn(entitlements.enforce([self]))
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run ``job`` beside the frame loop; its failure is logged, never the connection's end."""
+        task = asyncio.create_task(_logged(job, self.conn_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- make-before-break (PROTOCOL.md "Make-before-break: reconnect") ---
+
+    def announce_reconnect(self, within_s: float, reason: protocol.ReconnectReason) -> None:
+        """Ask the client to move to a new connection; close this one with 1001 ``within_s`` later.
+
+        The message goes straight to the socket, past whatever a slow client has
+        queued or conflated: it must arrive while there is time to act on it.
+        One announcement per connection (a shutdown during a max-age grace keeps
+        the first deadline, never a later one); a client that leaves first
+        cancels the close (``on_disconnect``).
+        """
+        if self.state is not ConnState.OPEN or "close" in self._reconnect_timers:
+            return
+        logger.info("conn %s: reconnect within %g s (%s)", self.conn_id, within_s, reason)
+        self._spawn(self._send_text(protocol.reconnect(within_s, reason)))
+        loop = asyncio.get_running_loop()
+        self._reconnect_timers["close"] = loop.call_later(within_s, self._close_going_away)
+
+    def _start_max_age(self) -> None:
+        """Schedule the ``max_age`` announcement, jittered so a fleet's clients don't move at once."""
+        age = settings.FEED_MAX_CONNECTION_AGE_S
+        if age <= 0:
+            return
+        delay = age * (1 + random.uniform(0, MAX_AGE_JITTER))
+        self._reconnect_timers["max_age"] = asyncio.get_running_loop().call_later(
+            delay, self.announce_reconnect, settings.FEED_RECONNECT_GRACE_S,
+            protocol.ReconnectReason.MAX_AGE,
+        )
+
+    def _close_going_away(self) -> None:
+        if self.state is ConnState.OPEN:
+            self.state = ConnState.CLOSED
+            self._closing = asyncio.create_task(self.transport.close(int(CloseCode.GOING_AWAY)))
+
 
     def revoke(self) -> None:
         """Its credentials no longer hold: ``unauthorized``, then close 4401."""
@@ -382,12 +580,30 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
                 if self.subs.get(symbol, -1) is None:
                     seq, text = latest.get(symbol, (0, ""))
                     if text:
+                        self.outbox.forget(symbol)  # of the old epoch: the snapshot supersedes it
+                        self.throttle.restart(symbol)
                         self.outbox.control(protocol.snapshot_from_quote(text, epoch))
                     self.subs[symbol] = seq
             return
         for symbol, seq in self.subs.items():  # no store: let quotes through without snapshots
             if seq is None:
                 self.subs[symbol] = 0
+
+
+async def _logged(job: Coroutine[Any, Any, None], conn_id: str) -> None:
+    try:
+        await job
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # e.g. the database is away: the client re-subscribes to catch up
+        logger.warning("conn %s: background job failed (%s)", conn_id, exc)
+
+
+async def _stop(*tasks: asyncio.Task[None]) -> None:
+    """Cancel ``tasks`` and wait until they have unwound."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # --- the safety net for lost revocation messages -------------------------------------------
@@ -408,7 +624,9 @@ async def _recheck_loop(hub: Hub) -> None:
 
     The ``auth.revoked`` broadcast closes them within a moment; this catches a
     broadcast lost to a layer outage, at the cost of two queries per process
-    and interval (one more per 500 tokens or users).
+    and interval (one more per 500 tokens or users). With FEED_ENTITLEMENTS
+    on it also drops symbols whose entitlement went (``entitlements.enforce``:
+    one query, plus one per distinct user with subscriptions).
     """
     while True:
         await asyncio.sleep(settings.FEED_AUTH_RECHECK_S)
@@ -430,6 +648,13 @@ async def _recheck_loop(hub: Hub) -> None:
                 conn.token is not None and good_tokens.get(conn.token) != conn.user_key
             ):
                 conn.revoke()
+        # The net for a lost entitlements.changed broadcast.
+        try:
+            await entitlements.enforce(conns)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("entitlement re-check failed (%s); retrying next interval", exc)
 
 
 def _refuse_unknown(

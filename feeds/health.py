@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -94,23 +95,31 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     results = await asyncio.gather(*(_run(name, CHECKS[name]) for name in names))
     body: dict[str, object] = dict(zip(names, results, strict=True))
     healthy = all(result == OK for result in results)
-    if await _is_staff(request):
+    if await is_staff(request):
         body["process"] = await runtime.process_stats()
     return JsonResponse(
         {"status": OK if healthy else UNAVAILABLE, **body}, status=200 if healthy else 503
     )
 
 
-async def _is_staff(request: HttpRequest) -> bool:
-    """A staff user by token header or session; False when unsure (say, no database)."""
+async def requesting_user(request: HttpRequest) -> Any:
+    """The user behind a token header or the session; None when there is none or it cannot be told.
+
+    Unsure (say, no database) counts as nobody: the caller then shows less, never more.
+    """
     try:
         header = request.headers.get("Authorization", "")
         kind, _, key = header.partition(" ")
         if kind.lower() == "token":
-            user = await user_for_token(key.strip())
-        else:
-            user = await request.auser()
+            return await user_for_token(key.strip())
+        user = await request.auser()
     except Exception as exc:
-        logger.info("healthz: cannot tell who asks (%s: %s)", type(exc).__name__, exc)
-        return False
+        logger.info("%s: cannot tell who asks (%s: %s)", request.path, type(exc).__name__, exc)
+        return None
+    return user if user.is_authenticated else None
+
+
+async def is_staff(request: HttpRequest) -> bool:
+    """A staff user by token header or session."""
+    user = await requesting_user(request)
     return bool(user is not None and user.is_active and user.is_staff)

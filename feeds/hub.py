@@ -26,6 +26,7 @@ from channels.layers import get_channel_layer
 
 from feeds import protocol
 from feeds.groups import SERVERS_CONTROL_GROUP, group_for_symbol
+from feeds.metrics import quote_arrived
 from feeds.outage import STORE, outage
 from feeds.outbox import Outbox
 from feeds.transport import forget_frames
@@ -65,6 +66,9 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._started: asyncio.Future[None] | None = None
         self.quotes_received = 0
+        # What connections that have gone had counted (feeds.metrics reads these).
+        self.retired_conflated = 0
+        self.retired_quotes_sent = 0
         self.epoch: str | None = None  # of the newest quote received
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -101,7 +105,9 @@ class Hub:
         self.connections[conn] = None
 
     async def unregister(self, conn: Subscriber, symbols: Iterable[str]) -> None:
-        self.connections.pop(conn, None)
+        if self.connections.pop(conn, False) is None:
+            self.retired_conflated += conn.outbox.conflated
+            self.retired_quotes_sent += conn.outbox.quotes_sent
         await self.leave(conn, symbols)
 
     async def join(self, conn: Subscriber, symbols: Iterable[str]) -> None:
@@ -192,6 +198,7 @@ class Hub:
             if epoch != self.epoch and epoch is not None:
                 self._epoch_changed(epoch)
             symbol = message["s"]
+            quote_arrived(message["t"])
             members = self.members.get(symbol)
             if members:
                 seq, text = message["q"], message["t"]
@@ -246,6 +253,20 @@ class Hub:
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+
+
+def current_hub(loop: asyncio.AbstractEventLoop | None = None) -> Hub | None:
+    """The hub of ``loop`` (default: the running one, if any), if it has been started."""
+    loop = loop or running_loop()
+    return None if loop is None else _hubs.get(loop)
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop, or None outside one (a scrape from a plain thread)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def get_hub() -> Hub:

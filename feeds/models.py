@@ -132,6 +132,7 @@ class Entitlement(models.Model):
                     | models.Q(user__isnull=True, group__isnull=False)
                 ),
                 name="entitlement_user_xor_group",
+                violation_error_message="An entitlement is for a user or for a group: choose exactly one.",
             ),
             models.CheckConstraint(
                 condition=(
@@ -139,6 +140,9 @@ class Entitlement(models.Model):
                     | (~models.Q(exchange="") & models.Q(asset_class=""))
                 ),
                 name="entitlement_exchange_xor_asset_class",
+                violation_error_message=(
+                    "An entitlement names an exchange or an asset class: fill in exactly one."
+                ),
             ),
         ]
 
@@ -146,6 +150,11 @@ class Entitlement(models.Model):
         who = self.user if self.user_id is not None else f"group {self.group}"
         what = self.exchange or self.get_asset_class_display()
         return f"{who}: {what}"
+
+    def clean(self) -> None:
+        """Exchanges are compared upper-case, so store them that way ("xnas " is XNAS)."""
+        super().clean()
+        self.exchange = self.exchange.strip().upper()
 
 
 class Bar(models.Model):

@@ -15,6 +15,11 @@ Policy, in one place:
   messages, which the request rate limit bounds.
 - When the transport drains ("resume"), the held messages are queued in their
   order and flushed.
+- A quote whose ``seq`` does not follow on from the last one of its symbol
+  that the client was sent (a conflation here, a throttle or a lost quote
+  upstream) gets ``"prev_seq"``: the seq the client had. That is decided when
+  the quote is queued, so it holds for what the client really receives; every
+  other quote keeps the shared text.
 
 The outbox knows nothing of sockets. ``write`` puts a whole flush on the wire
 at once where the transport can (every frame of it in one socket write) and
@@ -30,12 +35,23 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 
+from feeds.protocol import with_prev_seq
+
 Send = Callable[[str, bool], Awaitable[None]]  # (frame text, one shareable message?)
 Write = Callable[[list[str], bool], bool]  # (frame texts, shareable?) -> written at once?
+HeldQuote = tuple[int, str, int]  # (seq, text, seq of the symbol's last quote the client was sent)
 
 
 def _cannot_write(texts: list[str], shared: bool) -> bool:
     return False
+
+
+def _release(item: HeldQuote | str) -> str:
+    """The text a held message goes out as: a quote after a gap gets its ``prev_seq``."""
+    if isinstance(item, str):
+        return item
+    seq, text, prev = item
+    return text if seq == prev + 1 else with_prev_seq(text, prev)
 
 
 class Outbox:
@@ -50,6 +66,7 @@ class Outbox:
         "conflated",
         "last_sent",
         "paused",
+        "quotes_sent",
         "scheduled",
     )
 
@@ -66,23 +83,31 @@ class Outbox:
         self._on_ready = on_ready
         self._batch_frames = batch_frames
         self._queued: list[str] = []
-        # Insertion-ordered: symbol -> newest quote text, or int -> control text.
-        self._held: dict[str | int, str] = {}
+        # Insertion-ordered: symbol -> its newest quote, or int -> control text.
+        self._held: dict[str | int, HeldQuote | str] = {}
         self._control_keys = itertools.count()
         self.paused = False
         self.scheduled = False
         self.conflated = 0  # quotes replaced while held: the client's seq gaps
+        self.quotes_sent = 0  # quotes queued for the wire (feeds.metrics: delivered)
         self.last_sent = time.monotonic()
 
-    def quote(self, symbol: str, text: str) -> None:
-        """Queue a quote, or hold it as the symbol's newest while the client is slow."""
+    def quote(self, symbol: str, seq: int, text: str, prev: int) -> None:
+        """Queue a quote, or hold it as the symbol's newest while the client is slow.
+
+        ``prev``: the seq of the last quote or snapshot of ``symbol`` handed to
+        this outbox before this one (0 for none).
+        """
         if self.paused:
             held = self._held
-            if held.pop(symbol, None) is not None:
+            replaced = held.pop(symbol, None)
+            if replaced is not None:
                 self.conflated += 1
-            held[symbol] = text
+                prev = replaced[2]  # type: ignore[assignment]  # a symbol key holds a quote
+            held[symbol] = (seq, text, prev)
             return
-        self._queued.append(text)
+        self._queued.append(text if seq == prev + 1 else with_prev_seq(text, prev))
+        self.quotes_sent += 1
         if not self.scheduled:
             self.scheduled = True
             self._on_ready(self)
@@ -107,7 +132,9 @@ class Outbox:
     def resume(self) -> None:
         self.paused = False
         if self._held:
-            self._queued.extend(self._held.values())
+            held = self._held.values()
+            self.quotes_sent += sum(1 for item in held if not isinstance(item, str))
+            self._queued.extend(map(_release, held))
             self._held.clear()
         if self._queued and not self.scheduled:
             self.scheduled = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -27,6 +28,10 @@ OPS = ("subscribe", "unsubscribe", "list", "ping", "auth")
 # bound the answer to a deep frame would depend on how deep the caller's stack
 # happens to be; no request of the protocol nests more than three levels.
 MAX_JSON_DEPTH = 100
+# In a subscribe, every instrument the user may see (PROTOCOL.md, "Wildcard subscription").
+WILDCARD = "*"
+# The longest per-subscription throttle: a dashboard that wants less should unsubscribe.
+MAX_THROTTLE_MS = 60_000
 # A JSON string, or an unterminated one running to the end of the text.
 _STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
 _NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
@@ -42,11 +47,13 @@ class ErrorCode(enum.StrEnum):
     UNAUTHORIZED = "unauthorized"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     MESSAGE_TOO_LARGE = "message_too_large"
+    NOT_ENTITLED = "not_entitled"  # PROTOCOL.md "Entitlements"
 
 
 class CloseCode(enum.IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003  # an unknown ?format= (PROTOCOL.md "MessagePack frames")
     MESSAGE_TOO_BIG = 1009
     UNAUTHORIZED = 4401
     TOO_MANY_CONNECTIONS = 4429
@@ -57,6 +64,7 @@ class State(enum.StrEnum):
 
     TRADING = "trading"
     HALTED = "halted"
+    REVOKED = "revoked"  # entitlement withdrawn: the subscription is dropped
 
 
 RequestId = str | int | None
@@ -85,14 +93,26 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    """``symbols`` are the named ones (``"*"`` is taken out and sets ``wildcard``).
+
+    ``since`` (symbol -> the last seq the client has, in ``epoch``) asks for a
+    resume; every key is one of ``symbols`` unless ``wildcard`` is set, when
+    the consumer checks the keys against what the wildcard covers.
+    """
+
     symbols: tuple[str, ...]
     id: RequestId = None
+    wildcard: bool = False
+    throttle_ms: int = 0
+    since: dict[str, int] | None = None
+    epoch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
     symbols: tuple[str, ...]
     id: RequestId = None
+    wildcard: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +165,11 @@ def parse_client_frame(text: str) -> Request:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "the JSON is nested too deeply") from None
     except ValueError as exc:
         raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    return parse_request(data)
+
+
+def parse_request(data: object) -> Request:
+    """Validate a decoded request (a JSON text's, or a MessagePack frame's: feeds/wire_formats.py)."""
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "a request is a JSON object")
     request_id = _request_id(data)
@@ -157,9 +182,10 @@ def parse_client_frame(text: str) -> Request:
             request_id=request_id,
         )
     if op == "subscribe":
-        return Subscribe(_symbols(data, request_id), request_id)
+        return _subscribe(data, request_id)
     if op == "unsubscribe":
-        return Unsubscribe(_symbols(data, request_id), request_id)
+        symbols, wildcard = _symbols(data, request_id)
+        return Unsubscribe(symbols, request_id, wildcard)
     if op == "list":
         return ListSubscriptions(request_id)
     if op == "ping":
@@ -200,7 +226,68 @@ def _request_id(data: dict[str, Any]) -> RequestId:
     return value  # type: ignore[no-any-return]
 
 
-def _symbols(data: dict[str, Any], request_id: RequestId) -> tuple[str, ...]:
+def _subscribe(data: dict[str, Any], request_id: RequestId) -> Subscribe:
+    symbols, wildcard = _symbols(data, request_id)
+    since, epoch = _since(data, request_id)
+    if since is not None and not wildcard:
+        check_since(since, symbols, request_id)
+    return Subscribe(
+        symbols,
+        request_id,
+        wildcard=wildcard,
+        throttle_ms=_throttle_ms(data, request_id),
+        since=since,
+        epoch=epoch,
+    )
+
+
+def _bad(message: str, request_id: RequestId) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_REQUEST, message, request_id=request_id)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _throttle_ms(data: dict[str, Any], request_id: RequestId) -> int:
+    value = data.get("throttle_ms", 0)
+    if not _is_int(value) or not 0 <= value <= MAX_THROTTLE_MS:
+        raise _bad(f"'throttle_ms' must be an integer from 0 to {MAX_THROTTLE_MS}", request_id)
+    return value  # type: ignore[no-any-return]
+
+
+def _since(data: dict[str, Any], request_id: RequestId) -> tuple[dict[str, int] | None, str | None]:
+    """``since`` and ``epoch`` of a resume request, or (None, None) when it has no ``since``."""
+    raw = data.get("since")
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict):
+        raise _bad("'since' must be an object of symbol -> seq", request_id)
+    epoch = data.get("epoch")
+    if not isinstance(epoch, str):
+        raise _bad("'since' needs the 'epoch' (a string) its seqs belong to", request_id)
+    since: dict[str, int] = {}
+    for key, seq in raw.items():
+        if not _is_int(seq) or seq < 0:
+            raise _bad("every seq in 'since' must be an integer >= 0", request_id)
+        symbol = key.strip().upper()
+        if symbol in since:
+            raise _bad(f"'since' names {symbol[:40]!r} twice", request_id)
+        since[symbol] = seq
+    return since, epoch
+
+
+def check_since(since: dict[str, int], symbols: Iterable[str], request_id: RequestId) -> None:
+    """Raise ``bad_request`` when ``since`` names a symbol the request does not subscribe."""
+    wanted = set(symbols)
+    stray = [s for s in since if s not in wanted]
+    if stray:
+        shown = ", ".join(s[:40] for s in stray[:10])
+        raise _bad(f"'since' names symbols this request does not subscribe: {shown}", request_id)
+
+
+def _symbols(data: dict[str, Any], request_id: RequestId) -> tuple[tuple[str, ...], bool]:
+    """The named symbols (upper-case, deduplicated, in order) and whether ``"*"`` was among them."""
     raw = data.get("symbols")
     if not isinstance(raw, list) or not raw:
         raise ProtocolError(
@@ -215,7 +302,9 @@ def _symbols(data: dict[str, Any], request_id: RequestId) -> tuple[str, ...]:
                 ErrorCode.BAD_REQUEST, "every symbol must be a string", request_id=request_id
             )
         seen.setdefault(item.strip().upper(), None)
-    return tuple(seen)
+    wildcard = WILDCARD in seen
+    seen.pop(WILDCARD, None)
+    return tuple(seen), wildcard
 
 
 # --- server messages ---------------------------------------------------------------
@@ -250,11 +339,19 @@ def welcome(
     )
 
 
-def subscribed(symbols: tuple[str, ...], request_id: RequestId) -> str:
-    return _dump(_with_id({"type": "subscribed", "symbols": list(symbols)}, request_id))
+def subscribed(
+    symbols: tuple[str, ...] | list[str],
+    request_id: RequestId,
+    recovered: dict[str, bool] | None = None,
+) -> str:
+    """The reply to a subscribe; ``recovered`` (symbol -> resumed?) answers a ``since``."""
+    obj: dict[str, Any] = {"type": "subscribed", "symbols": list(symbols)}
+    if recovered is not None:
+        obj["recovered"] = recovered
+    return _dump(_with_id(obj, request_id))
 
 
-def unsubscribed(symbols: tuple[str, ...], request_id: RequestId) -> str:
+def unsubscribed(symbols: tuple[str, ...] | list[str], request_id: RequestId) -> str:
     return _dump(_with_id({"type": "unsubscribed", "symbols": list(symbols)}, request_id))
 
 
@@ -272,6 +369,20 @@ def heartbeat(ts_us: int) -> str:
 
 def status(symbol: str, state: State) -> str:
     return _dump({"type": "status", "symbol": symbol, "state": str(state)})
+
+
+# --- make-before-break (PROTOCOL.md "Make-before-break: reconnect") ---
+class ReconnectReason(enum.StrEnum):
+    """Why the server asks a client to move to a new connection."""
+
+    SHUTDOWN = "shutdown"
+    MAX_AGE = "max_age"
+
+
+def reconnect(within_s: float, reason: ReconnectReason) -> str:
+    """``reconnect``: the server closes this connection with 1001 ``within_s`` seconds from now."""
+    seconds = int(within_s) if float(within_s).is_integer() else within_s
+    return _dump({"type": "reconnect", "within_s": seconds, "reason": str(reason)})
 
 
 def error(
@@ -316,6 +427,29 @@ def snapshot_from_quote(quote_text: str, epoch: str) -> str:
     fields = json.loads(quote_text)
     fields.update(type="snapshot", epoch=epoch)
     return _dump(fields)
+
+
+def with_prev_seq(quote_text: str, prev_seq: int) -> str:
+    """The quote text with ``"prev_seq"`` added: the one per-client variant of a quote.
+
+    Spliced in before the closing brace, so the shared text is not decoded again.
+    """
+    return quote_text[:-1] + ',"prev_seq":' + str(prev_seq) + "}"
+
+
+_SEQ_FIELD = '"seq":'
+
+
+def quote_seq(quote_text: str) -> int:
+    """The ``seq`` of a stored quote text (read from ``encode_quote``'s layout when it has it)."""
+    start = quote_text.find(_SEQ_FIELD)
+    if start != -1:
+        start += len(_SEQ_FIELD)
+        digits = quote_text[start : quote_text.find(",", start)]
+        if digits.isascii() and digits.isdigit():
+            return int(digits)
+    seq: int = json.loads(quote_text)["seq"]
+    return seq
 
 
 def quote_fields(quote_text: str) -> dict[str, Any]:

@@ -3,11 +3,16 @@
 Keys (prefix ``mf:``): ``epoch`` (string), ``latest`` (hash: symbol ->
 ``"<seq> <quote text>"``), ``leader`` (string: the name of the ticker holding
 the lease, with a TTL), ``conns:<user>`` (sorted set: connection id -> expiry
-time, for the per-user connection limit across processes).
+time, for the per-user connection limit across processes), ``ring:<symbol>``
+(list, newest first: the last ``ring`` values of ``latest`` for that symbol,
+the resume ring).
 
-A save is one Lua script, so the fence check, the epoch and the quotes are one
-atomic step: once another ticker holds the lease, not one quote of the old
-leader's lands in the store, and a quote not in the store is never published.
+A save is one Lua script, so the fence check, the epoch, the quotes and their
+ring entries are one atomic step and one round trip per batch: once another
+ticker holds the lease, not one quote of the old leader's lands in the store,
+and a quote not in the store is never published. A replay is one script too,
+for all the symbols asked; the ring is checked to run on unbroken from the
+latest seq (``store.missed_since``), so a reset never mixes two numberings.
 
 One client per event loop: REST views reach the store through
 ``async_to_sync``, which may run on a loop of its own, and a redis-py asyncio
@@ -28,7 +33,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from feeds.store import Fenced, SavedQuote, new_epoch
+from feeds.store import DEFAULT_RING, Fenced, SavedQuote, missed_since, new_epoch
 
 PREFIX = "mf:"
 # After a Redis restart the pool's connections are dead; a command retries on a new
@@ -47,8 +52,9 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
-# KEYS: latest, epoch, leader. ARGV: fence ("" for none), epoch ("" for a new
-# one), ttl of a lease taken over here (ms), then symbol, value pairs.
+# KEYS: latest, epoch, leader, then one ring key per quote (none when the ring
+# is off). ARGV: fence ("" for none), epoch ("" for a new one), ttl of a lease
+# taken over here (ms), ring length, then symbol, value pairs.
 # A lease that vanished (Redis restarted empty) is taken back by its holder.
 _SAVE = """
 if ARGV[1] ~= '' then
@@ -62,10 +68,31 @@ end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'NX') end
 local epoch = redis.call('GET', KEYS[2])
 if epoch == false then return {2, ''} end
-for i = 4, #ARGV, 500 do
+for i = 5, #ARGV, 500 do
   redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 499, #ARGV)))
 end
+local last = tonumber(ARGV[4]) - 1
+for k = 4, #KEYS do
+  redis.call('LPUSH', KEYS[k], ARGV[2 * k - 2])
+  redis.call('LTRIM', KEYS[k], 0, last)
+end
 return {1, epoch}
+"""
+
+# KEYS: latest, then one ring key per symbol. ARGV: per symbol, the symbol and
+# the seq to replay after. For each: {latest seq (0: no quote), ring entries
+# above that seq, newest first}.
+_REPLAY = """
+local out = {}
+for k = 2, #KEYS do
+  local value = redis.call('HGET', KEYS[1], ARGV[2 * k - 3])
+  local newest = value and tonumber(string.match(value, '^%d+')) or 0
+  local missed = newest - tonumber(ARGV[2 * k - 2])
+  local entries = {}
+  if missed > 0 then entries = redis.call('LRANGE', KEYS[k], 0, missed - 1) end
+  out[k - 1] = {newest, entries}
+end
+return out
 """
 
 # KEYS: leader. ARGV: holder, ttl (ms). Take the lease if it is free or ours.
@@ -85,8 +112,9 @@ return 0
 
 
 class RedisStore:
-    def __init__(self, url: str, *, lease_s: float = 3.0) -> None:
+    def __init__(self, url: str, *, lease_s: float = 3.0, ring: int = DEFAULT_RING) -> None:
         self.url = url
+        self.ring = ring
         # A save that finds the lease gone (Redis restarted empty) re-takes it this long.
         self.lease_ms = int(lease_s * 1000)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = (
@@ -117,13 +145,15 @@ class RedisStore:
     async def save(
         self, quotes: list[SavedQuote], *, epoch: str | None = None, fence: str | None = None
     ) -> str:
-        args: list[str | int] = [fence or "", epoch or "", self.lease_ms]
+        args: list[str | int] = [fence or "", epoch or "", self.lease_ms, self.ring]
+        keys = [PREFIX + "latest", PREFIX + "epoch", PREFIX + "leader"]
         for symbol, seq, text in quotes:
             args += (symbol, f"{seq} {text}")
-        keys = (PREFIX + "latest", PREFIX + "epoch", PREFIX + "leader")
+        if self.ring:
+            keys += (_ring_key(symbol) for symbol, _, _ in quotes)
         if epoch is None and not quotes:  # nothing to write and no epoch to offer
             return await self.epoch()
-        status, value = await self._redis().eval(_SAVE, 3, *keys, *args)
+        status, value = await self._redis().eval(_SAVE, len(keys), *keys, *args)
         if status == 0:
             raise Fenced(f"the lease is held by {value}")
         if status == 2:  # no epoch anywhere yet: make one, then save
@@ -138,9 +168,21 @@ class RedisStore:
         out: dict[str, tuple[int, str]] = {}
         for symbol, value in zip(wanted, values, strict=True):
             if value:
-                seq, _, text = value.partition(" ")
-                out[symbol] = (int(seq), text)
+                out[symbol] = _seq_and_text(value)
         return out
+
+    async def replay(self, since: dict[str, int]) -> dict[str, list[str] | None]:
+        """One round trip for all of ``since``; a ring is checked to run on unbroken (store.missed_since)."""
+        if not since or not self.ring:
+            return dict.fromkeys(since)
+        symbols = list(since)
+        keys = [PREFIX + "latest", *map(_ring_key, symbols)]
+        args = [arg for symbol in symbols for arg in (symbol, since[symbol])]
+        rings = await self._redis().eval(_REPLAY, len(keys), *keys, *args)
+        return {
+            symbol: missed_since(map(_seq_and_text, entries), since[symbol], newest)
+            for symbol, (newest, entries) in zip(symbols, rings, strict=True)
+        }
 
     async def connection_acquire(self, user_key: str, conn_id: str, limit: int) -> bool:
         now = time.time()
@@ -174,6 +216,16 @@ class RedisStore:
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
+
+
+def _ring_key(symbol: str) -> str:
+    return PREFIX + "ring:" + symbol
+
+
+def _seq_and_text(value: str) -> tuple[int, str]:
+    """A stored ``"<seq> <quote text>"`` value, split."""
+    seq, _, text = value.partition(" ")
+    return int(seq), text
 
 
 def check_reachable(url: str, *, timeout_s: float = 3.0) -> None:

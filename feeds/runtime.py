@@ -8,7 +8,9 @@ ticker on its event loop as soon as the loop runs (``ensure_embedded``).
 The process's open WebSockets are registered here (``websocket_open``, by the
 ASGI application), so that a shutdown can close every one of them with 1001
 (``close_websockets``) and a staff health check can count them
-(``process_stats``).
+(``process_stats``). A planned shutdown is make-before-break
+(``shutdown_websockets``): every client is told to ``reconnect`` and given
+``FEED_RECONNECT_GRACE_S`` to move before the 1001 (PROTOCOL.md).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import contextlib
 import gc
 import logging
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -28,7 +32,7 @@ from django.conf import settings
 
 from feeds import services
 from feeds.groups import SERVERS_CONTROL_GROUP
-from feeds.protocol import CloseCode
+from feeds.protocol import CloseCode, ReconnectReason
 from feeds.store import get_store
 from feeds.ticker import Ticker
 from feeds.transport import AsgiSend, attach
@@ -81,6 +85,16 @@ def ensure_embedded() -> None:
     _embedded[loop] = loop.create_task(_start_embedded(), name="embedded-ticker")
 
 
+def embedded_ticker(loop: asyncio.AbstractEventLoop | None = None) -> Ticker | None:
+    """The embedded ticker of ``loop`` (default: the running one, if any) once it runs, else None."""
+    from feeds.hub import running_loop
+
+    task = _embedded.get(loop or running_loop())  # type: ignore[arg-type]
+    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
 async def _start_embedded() -> Ticker:
     delay = 0.5
     while True:
@@ -128,6 +142,87 @@ async def close_websockets(code: int = CloseCode.GOING_AWAY, *, grace_s: float =
     while any(_still_open(send) for send in sends) and time.monotonic() < deadline:
         await asyncio.sleep(SHUTDOWN_POLL_S)
     return len(sends)
+
+
+@runtime_checkable
+class Reconnectable(Protocol):
+    """A connection that can be asked to move (the WebSocket consumer)."""
+
+    def announce_reconnect(self, within_s: float, reason: ReconnectReason) -> None: ...
+
+
+async def shutdown(*, interruptible: bool = False) -> None:
+    """What a server process does before it exits: its clients first, then its embedded ticker.
+
+    Stopping the ticker writes its last bars (feeds.bar_writer), which a plain
+    exit would lose: up to ``FEED_BARS_FLUSH_S`` of them.
+    """
+    await shutdown_websockets(interruptible=interruptible)
+    ticker = embedded_ticker()
+    if ticker is not None:
+        await ticker.stop()
+
+
+async def shutdown_websockets(*, grace_s: float | None = None, interruptible: bool = False) -> int:
+    """Make-before-break shutdown: ``reconnect`` to every client, then 1001 whoever is left.
+
+    Clients get up to ``grace_s`` (default ``FEED_RECONNECT_GRACE_S``; 0 closes
+    at once) to open a connection elsewhere and close this one; the wait ends
+    as soon as every announced client has gone. ``interruptible``: a second
+    SIGTERM or SIGINT during the wait cuts it short (under daphne, where the
+    first one started the shutdown), so an impatient operator never waits twice.
+    Returns how many WebSockets were still open for the 1001.
+    """
+    from feeds.hub import get_hub
+
+    grace = settings.FEED_RECONNECT_GRACE_S if grace_s is None else grace_s
+    if grace > 0 and _websockets:
+        connections = (await get_hub()).connections
+        announced = _announce_reconnect(connections, grace)
+        with _interrupted_by_signals(enabled=interruptible) as interrupted:
+            await _wait_gone(announced, connections, grace, interrupted)
+    return await close_websockets()
+
+
+def _announce_reconnect(connections: dict[Any, None], within_s: float) -> list[Reconnectable]:
+    """Announce to every open connection of this process; the connections told."""
+    told = [conn for conn in list(connections) if isinstance(conn, Reconnectable)]
+    for conn in told:
+        conn.announce_reconnect(within_s, ReconnectReason.SHUTDOWN)
+    logger.info("shutdown: %d clients asked to reconnect within %g s", len(told), within_s)
+    return told
+
+
+async def _wait_gone(
+    told: list[Reconnectable], connections: dict[Any, None], within_s: float, interrupted: asyncio.Event
+) -> None:
+    """Until none of ``told`` is among the hub's ``connections``, the grace is over, or a signal."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and not interrupted.is_set():
+        if not any(conn in connections for conn in told):
+            return
+        await asyncio.sleep(SHUTDOWN_POLL_S)
+    logger.info("shutdown: %s; closing who is left", "interrupted" if interrupted.is_set() else "grace over")
+
+
+@contextlib.contextmanager
+def _interrupted_by_signals(*, enabled: bool) -> Iterator[asyncio.Event]:
+    """An event set by SIGTERM/SIGINT while inside (when ``enabled``); the old handlers come back after."""
+    interrupted = asyncio.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    loop = asyncio.get_running_loop()
+
+    def handler(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(interrupted.set)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield interrupted
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _still_open(send: AsgiSend) -> bool:

@@ -23,6 +23,10 @@ from feeds.models import Instrument
 logger = logging.getLogger(__name__)
 
 INSTRUMENTS_CHANGED = "instruments.changed"
+# --- wildcard subscriptions (issue 7) ---
+# Ticker to every server, with "symbols": symbols new to the instrument table,
+# so that connections subscribed to "*" take them in.
+INSTRUMENTS_ADDED = "instruments.added"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +119,11 @@ def instruments_active_by_symbol(symbols: Iterable[str]) -> dict[str, bool]:
         chunk = wanted[start : start + 500]
         found.update(Instrument.objects.filter(symbol__in=chunk).values_list("symbol", "active"))
     return found
+
+
+def instruments_all_by_symbol() -> dict[str, bool]:
+    """``{symbol: active}`` of every instrument (what ``"*"`` covers without entitlements)."""
+    return dict(Instrument.objects.values_list("symbol", "active"))
 
 
 def instruments_active() -> QuerySet[Instrument]:

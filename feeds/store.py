@@ -11,6 +11,12 @@ In scale-out the store also holds the ticker's leader lease: ``save`` takes a
 *fence*, the lease holder's name, and refuses (``Fenced``) a ticker that is no
 longer the leader, so two tickers never both publish a quote.
 
+The store also keeps a *resume ring*: the last ``ring`` quotes of every symbol
+(``FEED_RESUME_RING``), written in the same step as the latest quote, so a
+client that reconnects with ``since`` gets the quotes it missed (``replay``)
+instead of a snapshot. Seqs in a ring run on by one; a seq that does not follow
+on (numbering restarted with a new epoch) starts the ring afresh.
+
 Two backends with one interface: ``MemoryStore`` for the embedded default (the
 ticker lives in the same process) and ``RedisStore`` for scale-out.
 """
@@ -18,11 +24,38 @@ ticker lives in the same process) and ``RedisStore`` for scale-out.
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
 # (symbol, seq, quote text) as the ticker saves them.
 SavedQuote = tuple[str, int, str]
+
+# Quotes kept per symbol for resume when the setting is not given (FEED_RESUME_RING).
+DEFAULT_RING = 256
+
+
+def missed_since(newest_first: Iterable[tuple[int, str]], after: int, newest: int) -> list[str] | None:
+    """The texts of a ring's quotes above ``after``, oldest first; None if they are not all there.
+
+    ``newest`` is the symbol's latest seq (0: no quote yet): a client at it has
+    missed nothing (``[]``), one beyond it counts in another numbering (None).
+    Otherwise the ring must run from ``newest`` down to ``after + 1`` by ones; a
+    break in the run (an older numbering left behind by a reset) ends it, so
+    quotes of another epoch are never handed out.
+    """
+    if after >= newest:
+        return [] if after == newest else None
+    found: list[str] = []
+    expected = newest
+    for seq, text in newest_first:
+        if seq != expected:
+            break
+        found.append(text)
+        if seq == after + 1:
+            return found[::-1]
+        expected = seq - 1
+    return None
 
 
 def new_epoch() -> str:
@@ -53,6 +86,16 @@ class QuoteStore(Protocol):
         """``{symbol: (seq, quote_text)}`` for those of ``symbols`` that have a quote."""
         ...
 
+    async def replay(self, since: dict[str, int]) -> dict[str, list[str] | None]:
+        """For each symbol, its ring's quote texts with a seq above ``since[symbol]``, in seq order.
+
+        ``[]`` when nothing is newer (a symbol without any quote yet is at seq
+        0); None when the ring no longer reaches back to ``since[symbol] + 1``,
+        ``since`` is ahead of the newest seq, or the ring is off. Whether the
+        caller's seqs belong to the current epoch is the caller's check.
+        """
+        ...
+
     async def connection_acquire(self, user_key: str, conn_id: str, limit: int) -> bool:
         """Count a connection against its user's limit; False (and no count) when over it."""
         ...
@@ -69,10 +112,13 @@ class QuoteStore(Protocol):
 class MemoryStore:
     """Process-local store for the embedded default. Not shared between processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, ring: int = DEFAULT_RING) -> None:
         self._epoch = new_epoch()
         self._latest: dict[str, tuple[int, str]] = {}
         self._connections: dict[str, set[str]] = {}
+        self.ring = ring
+        # symbol -> (seq, text) of its last ``ring`` quotes, oldest first.
+        self._rings: dict[str, deque[tuple[int, str]]] = {}
 
     async def epoch(self) -> str:
         return self._epoch
@@ -83,7 +129,26 @@ class MemoryStore:
         latest = self._latest
         for symbol, seq, text in quotes:
             latest[symbol] = (seq, text)
+        if self.ring:
+            self._remember(quotes)
         return self._epoch
+
+    def _remember(self, quotes: list[SavedQuote]) -> None:
+        rings = self._rings
+        for symbol, seq, text in quotes:
+            ring = rings.get(symbol)
+            if ring is None or (ring and ring[-1][0] != seq - 1):  # new, or numbering restarted
+                ring = rings[symbol] = deque(maxlen=self.ring)
+            ring.append((seq, text))
+
+    async def replay(self, since: dict[str, int]) -> dict[str, list[str] | None]:
+        return {symbol: self._replay_one(symbol, after) for symbol, after in since.items()}
+
+    def _replay_one(self, symbol: str, after: int) -> list[str] | None:
+        if not self.ring:
+            return None
+        newest = self._latest.get(symbol, (0, ""))[0]
+        return missed_since(reversed(self._rings.get(symbol, ())), after, newest)
 
     async def latest(self, symbols: Iterable[str]) -> dict[str, tuple[int, str]]:
         latest = self._latest
@@ -119,9 +184,11 @@ def get_store() -> QuoteStore:
         if settings.REDIS_URL:
             from feeds.redis_store import RedisStore
 
-            _store = RedisStore(settings.REDIS_URL, lease_s=settings.FEED_LEASE_S)
+            _store = RedisStore(
+                settings.REDIS_URL, lease_s=settings.FEED_LEASE_S, ring=settings.FEED_RESUME_RING
+            )
         else:
-            _store = MemoryStore()
+            _store = MemoryStore(ring=settings.FEED_RESUME_RING)
     return _store
 
 

@@ -31,11 +31,12 @@ from typing import Any
 from django.db import DatabaseError
 
 from feeds import engine, protocol
+from feeds.bar_writer import BarWriter
 from feeds.engine import InstrumentSpec, MarketState
-from feeds.groups import TICKER_CONTROL_GROUP, group_for_symbol
+from feeds.groups import SERVERS_CONTROL_GROUP, TICKER_CONTROL_GROUP, group_for_symbol
 from feeds.outage import DATABASE, STORE, outage
 from feeds.protocol import State
-from feeds.services import INSTRUMENTS_CHANGED, ListedInstrument
+from feeds.services import INSTRUMENTS_ADDED, INSTRUMENTS_CHANGED, ListedInstrument
 from feeds.store import Fenced, QuoteStore
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Ticker:
         reload_interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         fence: str | None = None,
+        bars: BarWriter | None = None,
     ) -> None:
         self.layer = layer
         self.store = store
@@ -90,6 +92,7 @@ class Ticker:
         self.reload_interval_s = reload_interval_s
         self.clock = clock
         self.books: dict[str, Book] = {}
+        self._listed: set[str] = set()  # every symbol of the table, halted ones too (wildcards)
         self._heap: list[_Due] = []
         self._known_fingerprint: object = None
         self._reload_now = asyncio.Event()
@@ -99,6 +102,8 @@ class Ticker:
         self.fenced = asyncio.Event()
         self.epoch: str | None = None
         self.published = 0
+        # One-minute bars of the trades (feeds.bars), stored in batches by their own task.
+        self.bars = bars or BarWriter.from_settings()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -112,6 +117,7 @@ class Ticker:
             asyncio.create_task(self._run(), name="ticker-run"),
             asyncio.create_task(self._control_loop(), name="ticker-control"),
             asyncio.create_task(self._poll_loop(), name="ticker-poll"),
+            asyncio.create_task(self.bars.run(), name="ticker-bars"),
         ]
         logger.info("ticker started: %d instruments, seed %d", len(self.books), self.seed)
 
@@ -120,6 +126,7 @@ class Ticker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self.bars.close()  # the bars since the last flush
         if self._control_channel is not None:
             try:
                 await self.layer.group_discard(TICKER_CONTROL_GROUP, self._control_channel)
@@ -132,6 +139,9 @@ class Ticker:
         """Bring the running set of books in line with the instrument table."""
         self._known_fingerprint = await self._fingerprint()
         listed = {item.spec.symbol: item for item in await self._load()}
+        # --- wildcard subscriptions (issue 7): symbols new to the table, however they got there ---
+        added = [] if initial else sorted(listed.keys() - self._listed)
+        self._listed = set(listed)
         now = self.clock()
         going = [s for s in self.books if s not in listed or not listed[s].active]
         coming = [s for s, item in listed.items() if item.active and s not in self.books]
@@ -148,6 +158,8 @@ class Ticker:
                 await self._publish_status(symbol, State.HALTED)
             for symbol in coming:
                 await self._publish_status(symbol, State.TRADING)
+        if added:  # --- wildcard subscriptions: "*" connections join them ---
+            await self.layer.group_send(SERVERS_CONTROL_GROUP, {"type": INSTRUMENTS_ADDED, "symbols": added})
         if going or coming:
             logger.info(
                 "instruments reloaded: %d ticking, halted %s, started %s",
@@ -219,8 +231,10 @@ class Ticker:
                 continue
             try:
                 dt_years = max(now - book.stamp, 1e-6) * self.time_scale / engine.SECONDS_PER_YEAR
+                volume_before = book.state.volume
                 book.state = engine.step(book.spec, book.state, book.rng, dt_years)
-                text = protocol.encode_quote(engine.quote_of(book.spec, book.state, ts_us), book.seq + 1)
+                quote = engine.quote_of(book.spec, book.state, ts_us)
+                text = protocol.encode_quote(quote, book.seq + 1)
             except Exception:  # one bad instrument never stops the feed
                 book.failures += 1
                 logger.exception("ticker: %s failed to step (%d in a row)", entry.symbol, book.failures)
@@ -230,6 +244,7 @@ class Ticker:
                 book.seq += 1
                 book.stamp = now
                 out.append((entry.symbol, book.seq, text))
+                self.bars.record(quote, volume_before)  # bars: a trade when the volume grew
                 book.due = max(book.due, now - CATCH_UP_LIMIT_S) + engine.next_interval(book.spec, book.rng)
             heapq.heappush(heap, _Due(book.due, entry.symbol))
         return out

@@ -12,8 +12,8 @@ needs two things it does not carry:
 - speed: a quote goes to many clients as the very same text. Through ASGI
   each copy would pass the session wrapper, daphne's reply handler and
   autobahn's generic ``sendMessage``, and be encoded and framed again. Here
-  the frame is built once per quote (``frame_of``, cached until the hub's
-  next flush pass), and all the frames of one flush to one client go to its
+  the frame is built once per quote and wire format (``Framer.shared``,
+  cached until the hub's next flush pass), and all the frames of one flush to one client go to its
   socket in one ``send`` while Twisted has nothing buffered for it. Only what
   the kernel does not take goes through Twisted's ``write``, which buffers it,
   waits for the socket to drain, and pauses the producer when the buffer
@@ -22,6 +22,17 @@ needs two things it does not carry:
   deregistration per frame, two thirds of the server's time in a profile.)
   Order holds with anything sent through ASGI, since every path writes
   synchronously and the fast one only runs while nothing is queued.
+
+Compression (PROTOCOL.md "Compression"): daphne never asks autobahn to
+accept permessage-deflate, but autobahn reads the accept function from the
+connection's protocol object when daphne accepts the handshake, so
+``attach`` sets one there; this works however daphne was started (run.py,
+deploy/, the tests' plain ``python -m daphne``). Frames written here must then
+be compressed as autobahn would: with ``server_no_context_takeover`` each
+message stands alone and a quote's compressed frame is shared like its plain
+one; with context takeover the connection's own autobahn compressor is used,
+so the messages that still go through autobahn's ``sendMessage`` stay on the
+same deflate stream, in order.
 
 Under daphne, ``send`` is ``functools.partial(server.handle_reply, protocol)``;
 ``attach`` finds the autobahn protocol there and registers a Twisted
@@ -37,6 +48,10 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
+
+from feeds.wire_formats import JSON, OPCODE_TEXT, WireFormat, message_compressor
+
 logger = logging.getLogger(__name__)
 
 # Scope key under which the ASGI app keeps the server's own ``send``.
@@ -45,42 +60,96 @@ SERVER_SEND = "marketfeed.server_send"
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-_frames: dict[str, bytes] = {}
+class Framer:
+    """The WebSocket frames of one wire format and compression (server side: unmasked).
+
+    ``shared`` caches a frame until the hub's next flush pass, for texts that
+    go to many clients (a quote): the conversion to MessagePack and the
+    compression are then made once per process per quote, not per subscriber.
+    """
+
+    __slots__ = ("_cache", "_compress", "_opcode", "_payload")
+
+    def __init__(self, wire: WireFormat, compress: Callable[[bytes], bytes] | None) -> None:
+        self._cache: dict[str, bytes] = {}
+        self._payload = wire.payload
+        self._opcode = wire.opcode
+        self._compress = compress
+
+    def own(self, text: str) -> bytes:
+        """The frame of a text of this client's only (a batch, a reply)."""
+        payload = self._payload(text)
+        if self._compress is None:
+            return frame(self._opcode, payload)
+        return frame(self._opcode, self._compress(payload), compressed=True)
+
+    def shared(self, text: str) -> bytes:
+        """The frame of a text other clients get too, built once per flush pass."""
+        data = self._cache.get(text)
+        if data is None:
+            data = self._cache[text] = self.own(text)
+        return data
+
+    def frames(self, texts: list[str], shared: bool) -> bytes:
+        build = self.shared if shared else self.own
+        return build(texts[0]) if len(texts) == 1 else b"".join(map(build, texts))
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+
+# (format name, server window bits when compressed without context takeover, else 0)
+_framers: dict[tuple[str, int], Framer] = {}
+
+
+def framer(wire: WireFormat, window_bits: int = 0) -> Framer:
+    """The process's framer of ``wire``, deflated per message with ``window_bits`` when not 0."""
+    key = (wire.name, window_bits)
+    found = _framers.get(key)
+    if found is None:
+        compress = message_compressor(window_bits) if window_bits else None
+        found = _framers[key] = Framer(wire, compress)
+    return found
 
 
 def frame_of(text: str) -> bytes:
-    """The WebSocket text frame of ``text`` (server side: unmasked), built once per flush pass."""
-    frame = _frames.get(text)
-    if frame is None:
-        frame = _frames[text] = text_frame(text.encode("utf-8"))
-    return frame
+    """The JSON text frame of ``text``, built once per flush pass."""
+    return framer(JSON).shared(text)
 
 
 def forget_frames() -> None:
     """Drop the frames of the last flush pass (the hub calls it after each one)."""
-    _frames.clear()
+    for each in _framers.values():
+        each.forget()
+
+
+def frame(opcode: int, payload: bytes, *, compressed: bool = False) -> bytes:
+    """RFC 6455 section 5.2: FIN, RSV1 if compressed (RFC 7692), the opcode, the length."""
+    first = 0x80 | (0x40 if compressed else 0) | opcode
+    size = len(payload)
+    if size < 126:
+        return bytes((first, size)) + payload
+    if size < 65536:
+        return bytes((first, 126)) + size.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + size.to_bytes(8, "big") + payload
 
 
 def text_frame(payload: bytes) -> bytes:
-    """RFC 6455 section 5.2: FIN and opcode 1, then the length in 7, 16 or 64 bits."""
-    size = len(payload)
-    if size < 126:
-        return bytes((0x81, size)) + payload
-    if size < 65536:
-        return bytes((0x81, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + size.to_bytes(8, "big") + payload
+    """An uncompressed text frame of ``payload`` (UTF-8)."""
+    return frame(OPCODE_TEXT, payload)
 
 
 class Transport:
     """Plain ASGI: no back-pressure signal, close codes passed as they are."""
 
-    def __init__(self, send: AsgiSend) -> None:
+    def __init__(self, send: AsgiSend, wire: WireFormat = JSON) -> None:
         self._send = send
+        self.wire = wire
 
     def write_frames(self, texts: list[str], shared: bool) -> bool:
-        """Write a text frame of each text now, if this transport can; False if not.
+        """Write a frame of each text now, in this connection's format, if this transport can.
 
-        ``shared``: the same texts go to other clients too (their frames are cached).
+        False if not. ``shared``: the same texts go to other clients too (their frames are cached).
         """
         return False
 
@@ -106,14 +175,25 @@ class _Producer:
 
 class DaphneTransport(Transport):
     def __init__(
-        self, send: AsgiSend, protocol: Any, *, buffer_bytes: int, socket_buffer_bytes: int
+        self,
+        send: AsgiSend,
+        protocol: Any,
+        *,
+        buffer_bytes: int,
+        socket_buffer_bytes: int,
+        wire: WireFormat = JSON,
+        compression: str = "off",
+        max_message_bytes: int = 0,
     ) -> None:
-        super().__init__(send)
+        super().__init__(send, wire)
         self._protocol = protocol
         self._buffer_bytes = buffer_bytes
         self._socket_buffer_bytes = socket_buffer_bytes
         self._open_state = getattr(protocol, "STATE_OPEN", None)
         self._gone_states = {getattr(protocol, n, n) for n in ("STATE_CLOSING", "STATE_CLOSED")}
+        self._framer: Framer | None = None  # known once the handshake has settled compression
+        if compression != "off":
+            offer_compression(protocol, compression, max_message_bytes)
 
     def write_frames(self, texts: list[str], shared: bool) -> bool:
         protocol = self._protocol
@@ -124,10 +204,7 @@ class DaphneTransport(Transport):
         # Only on an open connection with nothing queued inside autobahn, so order holds.
         if protocol.state != self._open_state or protocol.send_queue:
             return False
-        if shared:
-            data = frame_of(texts[0]) if len(texts) == 1 else b"".join(map(frame_of, texts))
-        else:
-            data = b"".join(text_frame(text.encode("utf-8")) for text in texts)
+        data = self._frames(texts, shared)
         tcp = protocol.transport
         if (
             not tcp.dataBuffer
@@ -145,6 +222,21 @@ class DaphneTransport(Transport):
             data = data[sent:]
         tcp.write(data)
         return True
+
+    def _frames(self, texts: list[str], shared: bool) -> bytes:
+        """The frames of ``texts`` as this connection negotiated them (format, compression)."""
+        if self._framer is None:
+            pmce = getattr(self._protocol, "_perMessageCompress", None)
+            if pmce is not None and not pmce.server_no_context_takeover:
+                # Context takeover: one deflate stream per connection, autobahn's own,
+                # so the messages that still go through autobahn share it in order.
+                opcode, payload = self.wire.opcode, self.wire.payload
+                return b"".join(
+                    frame(opcode, _deflate_in_context(pmce, payload(t)), compressed=True)
+                    for t in texts
+                )
+            self._framer = framer(self.wire, pmce.server_max_window_bits if pmce is not None else 0)
+        return self._framer.frames(texts, shared)
 
     def watch(self, *, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         transport = getattr(self._protocol, "transport", None)
@@ -196,12 +288,74 @@ def _limit_socket_buffer(transport: Any, size: int) -> None:
         pass
 
 
-def attach(send: AsgiSend, *, buffer_bytes: int, socket_buffer_bytes: int = 0) -> Transport:
-    """The transport behind an ASGI ``send``: daphne's when it is there, plain otherwise."""
+def attach(
+    send: AsgiSend,
+    *,
+    buffer_bytes: int,
+    socket_buffer_bytes: int = 0,
+    wire: WireFormat = JSON,
+    compression: str = "off",
+    max_message_bytes: int = 0,
+) -> Transport:
+    """The transport behind an ASGI ``send``: daphne's when it is there, plain otherwise.
+
+    ``compression`` (settings.FEED_WS_COMPRESSION: off, shared, context) is
+    what to accept of a client's permessage-deflate offer; only daphne's
+    transport can, and only when attached before the handshake is accepted.
+    ``max_message_bytes`` caps what a compressed client message may inflate
+    to (0: no cap).
+    """
     if isinstance(send, functools.partial) and send.args:
         protocol = send.args[0]
-        if all(hasattr(protocol, a) for a in ("sendCloseFrame", "transport", "state", "send_queue")):
+        needed = ("sendCloseFrame", "transport", "state", "send_queue")
+        if all(hasattr(protocol, a) for a in needed):
             return DaphneTransport(
-                send, protocol, buffer_bytes=buffer_bytes, socket_buffer_bytes=socket_buffer_bytes
+                send,
+                protocol,
+                buffer_bytes=buffer_bytes,
+                socket_buffer_bytes=socket_buffer_bytes,
+                wire=wire,
+                compression=compression,
+                max_message_bytes=max_message_bytes,
             )
-    return Transport(send)
+    return Transport(send, wire)
+
+
+# --- permessage-deflate (RFC 7692) through autobahn's negotiation ------------------------------
+
+class _DeflateAccept(PerMessageDeflateOfferAccept):  # type: ignore[misc]
+    """autobahn's accept, saying ``server_no_context_takeover`` when we impose it.
+
+    autobahn honours ``no_context_takeover`` when it compresses, but names it
+    in the response only if the client asked; said, it lets the client drop
+    its inflate window for this connection.
+    """
+
+    def get_extension_string(self) -> str:
+        text: str = super().get_extension_string()
+        if self.no_context_takeover and not self.offer.request_no_context_takeover:
+            text += "; server_no_context_takeover"
+        return text
+
+
+def offer_compression(protocol: Any, mode: str, max_message_bytes: int) -> None:
+    """Let the connection accept permessage-deflate (autobahn settles it when daphne accepts)."""
+
+    def accept(offers: list[Any]) -> _DeflateAccept | None:
+        for offer in offers:
+            if isinstance(offer, PerMessageDeflateOffer):
+                return _DeflateAccept(
+                    offer,
+                    no_context_takeover=True if mode == "shared" else None,
+                    max_message_size=max_message_bytes or None,
+                )
+        return None
+
+    protocol.perMessageCompressionAccept = accept
+
+
+def _deflate_in_context(pmce: Any, payload: bytes) -> bytes:
+    """One message through the connection's own deflate stream, as autobahn's ``sendMessage``."""
+    pmce.start_compress_message()
+    data: bytes = pmce.compress_message_data(payload) + pmce.end_compress_message()
+    return data

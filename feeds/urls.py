@@ -8,6 +8,7 @@ from feeds import health, views
 urlpatterns = [
     path("", views.ticker, name="ticker"),
     path("healthz", health.healthz, name="healthz"),
+    path("metrics", views.metrics, name="metrics"),
     path("api/", include("feeds.api.urls")),
     # Log in and out only: the rest of django.contrib.auth.urls (password reset
     # and change) would answer anonymously and send mail this server cannot.

@@ -6,7 +6,9 @@ event loop runs (daphne: when the Twisted reactor starts; any other server: at
 the first request).
 
 Every WebSocket is registered with ``feeds.runtime`` while it is open, so that
-a shutdown closes each with 1001 "going away" (PROTOCOL.md: reconnect now):
+a shutdown first asks each client to ``reconnect`` elsewhere, waits up to
+``FEED_RECONNECT_GRACE_S`` for them to move, then closes the rest with 1001
+"going away" (PROTOCOL.md):
 under daphne, a Twisted "before shutdown" trigger does it on SIGTERM, before
 daphne cancels the applications and the reactor drops the sockets; under
 another server, ``lifespan.shutdown`` does.
@@ -20,7 +22,7 @@ import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketfeed.settings")
 
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured
 
 try:
     from django.conf import settings
@@ -36,20 +38,25 @@ except ImproperlyConfigured as exc:
     print(f"marketfeed: configuration error: {exc}", file=sys.stderr)
     raise SystemExit(2) from None
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import path  # noqa: E402
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.urls import path
 
-from feeds import runtime  # noqa: E402
-from feeds.auth import OriginValidator, TokenAuthMiddleware  # noqa: E402
-from feeds.consumers import QuoteConsumer  # noqa: E402
-from feeds.transport import SERVER_SEND  # noqa: E402
+from feeds import runtime
+from feeds.auth import OriginValidator, TokenAuthMiddleware
+from feeds.consumers import QuoteConsumer
+from feeds.transport import SERVER_SEND
 
 websocket_application = OriginValidator(
     AuthMiddlewareStack(TokenAuthMiddleware(URLRouter([path("ws/quotes/", QuoteConsumer.as_asgi())])))
 )
 
 router = ProtocolTypeRouter({"http": django_application, "websocket": websocket_application})
+
+# --- Server-Sent Events (feeds/sse.py): /sse/quotes/ before Django, with the session ---
+from feeds import sse
+
+sse_application = AuthMiddlewareStack(sse.stream_quotes)
 
 
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
@@ -62,6 +69,8 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
         scope = dict(scope, **{SERVER_SEND: send})
         with runtime.websocket_open(send):
             return await router(scope, receive, send)
+    if scope["type"] == "http" and scope.get("path") == sse.PATH:  # Server-Sent Events
+        return await sse_application(dict(scope, **{SERVER_SEND: send}), receive, send)
     return await router(scope, receive, send)
 
 
@@ -72,7 +81,7 @@ async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
             runtime.ensure_embedded()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await runtime.close_websockets()
+            await runtime.shutdown()  # make-before-break: reconnect, grace, 1001; then the ticker
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -93,7 +102,8 @@ def _start_with_reactor() -> None:
 def _close_websockets_at_shutdown():  # type: ignore[no-untyped-def]
     from twisted.internet.defer import Deferred
 
-    return Deferred.fromFuture(asyncio.ensure_future(runtime.close_websockets()))
+    # make-before-break: reconnect, grace (a second SIGTERM cuts it short), 1001
+    return Deferred.fromFuture(asyncio.ensure_future(runtime.shutdown(interruptible=True)))
 
 
 _start_with_reactor()

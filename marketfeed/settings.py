@@ -192,6 +192,16 @@ FEED_WRITE_BUFFER_BYTES = env_int("FEED_WRITE_BUFFER_BYTES", 65_536, minimum=102
 # Linux's autotuning, which lets a stalled reader absorb up to ~4 MiB (tens of
 # thousands of stale quotes) before back-pressure shows and conflation starts.
 FEED_SOCKET_BUFFER_BYTES = env_int("FEED_SOCKET_BUFFER_BYTES", 65_536, minimum=0)
+# permessage-deflate for clients that offer it (every browser does; PROTOCOL.md
+# "Compression"; measured by `python3 run.py bench formats`, docs/PERFORMANCE.md).
+# "off": never; "shared": each message compressed on its own, so a quote is
+# compressed once per process for all its subscribers; "context": a deflate
+# stream per connection, smaller frames for one compression per client and message.
+FEED_WS_COMPRESSION = env_str("FEED_WS_COMPRESSION", "shared").strip().lower()
+if FEED_WS_COMPRESSION not in ("off", "shared", "context"):
+    raise ImproperlyConfigured(
+        f"FEED_WS_COMPRESSION={FEED_WS_COMPRESSION!r}: expected off, shared or context"
+    )
 # Seed for the price engine; unset means a fresh random seed per start.
 FEED_SEED = env_int("FEED_SEED", 0, minimum=0) if env_str("FEED_SEED") else None
 # Simulated market seconds per real second: volatility is annualised, and at
@@ -204,6 +214,39 @@ FEED_LEASE_S = env_float("FEED_LEASE_S", 3.0, minimum=0.3, maximum=600)
 # (changes made straight in the database or from another process of the
 # embedded default, or a lost message): one cheap fingerprint query.
 FEED_RELOAD_INTERVAL_S = env_float("FEED_RELOAD_INTERVAL_S", 0.5, minimum=0.05)
+# --- resume and make-before-break (PROTOCOL.md "Resume after reconnect", "reconnect") ---
+# The quote store keeps this many of the latest quotes per symbol, so a client
+# that reconnects with `since` gets what it missed; 0 turns resume off.
+FEED_RESUME_RING = env_int("FEED_RESUME_RING", 256, minimum=0, maximum=100_000)
+# On SIGTERM every client gets `reconnect` and this many seconds to move to
+# another server before the 1001 close; 0 closes at once.
+FEED_RECONNECT_GRACE_S = env_float("FEED_RECONNECT_GRACE_S", 5.0, minimum=0, maximum=600)
+# A connection older than this (plus up to 10 % random jitter) is asked to
+# `reconnect` (reason max_age), e.g. to rebalance a fleet; 0 means no maximum.
+FEED_MAX_CONNECTION_AGE_S = env_float("FEED_MAX_CONNECTION_AGE_S", 0.0, minimum=0, maximum=30 * 86_400)
+# GET /metrics (Prometheus) answers staff users, and the bearer of this token
+# when it is set (a scrape job: "Authorization: Bearer <token>").
+FEED_METRICS_TOKEN = env_str("FEED_METRICS_TOKEN", "").strip()
+if FEED_METRICS_TOKEN and len(FEED_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("FEED_METRICS_TOKEN: at least 16 characters, or unset for staff-only metrics")
+
+# --- bars (PROTOCOL.md "Bars"; feeds/bar_writer.py) ---
+# The ticker stores the bars that changed every this many seconds, in one
+# bulk upsert: the newest bar the API shows may be this far behind.
+FEED_BARS_FLUSH_S = env_float("FEED_BARS_FLUSH_S", 5.0, minimum=0.05, maximum=3600)
+# Bars older than this many days are deleted (0 keeps them forever).
+FEED_BARS_RETENTION_DAYS = env_int("FEED_BARS_RETENTION_DAYS", 7, minimum=0, maximum=36_500)
+# Test knob: seconds a "1m" bar covers (60 in real use). It must divide 60 so
+# that longer bars still line up with the clock's minutes.
+FEED_BARS_PERIOD_S = env_int("FEED_BARS_PERIOD_S", 60, minimum=1, maximum=60)
+if 60 % FEED_BARS_PERIOD_S:
+    raise ImproperlyConfigured(f"FEED_BARS_PERIOD_S={FEED_BARS_PERIOD_S}: expected a divisor of 60 (60 in real use)")
+
+# --- entitlements (PROTOCOL.md "Entitlements"; feeds/entitlements.py) ---
+# On: a user sees only the instruments of the exchanges and asset classes
+# they (or one of their groups) are entitled to in the admin; superusers see
+# everything. Off: everybody sees every instrument.
+FEED_ENTITLEMENTS = env_bool("FEED_ENTITLEMENTS", False)
 
 # --- the usual Django bits ----------------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any
 ERROR_CODES = {
     "bad_json", "bad_request", "unknown_symbol", "too_many_symbols", "rate_limited",
     "unauthorized", "too_many_connections", "message_too_large",
+    "not_entitled",  # PROTOCOL.md "Entitlements"
 }
 QUOTE_FIELDS = {
     "type", "symbol", "seq", "bid", "ask", "bid_size", "ask_size", "last", "last_size",
@@ -27,6 +28,12 @@ FIELDS: dict[str, set[str]] = {
     "snapshot": QUOTE_FIELDS | {"epoch"},
 }
 OPTIONAL = {"id", "symbols"}
+# --- stream semantics (issue 7): optional fields of one message type ---
+OPTIONAL_BY_TYPE: dict[str, set[str]] = {"quote": {"prev_seq"}, "subscribed": {"recovered"}}
+# --- end stream semantics ---
+# --- make-before-break: the server asks the client to move (PROTOCOL.md "reconnect") ---
+FIELDS["reconnect"] = {"type", "within_s", "reason"}
+# --- end make-before-break ---
 
 
 def _int(value: Any) -> bool:
@@ -41,7 +48,7 @@ def check_message(msg: Any, tick_sizes: dict[str, str] | None = None) -> dict[st
     required = FIELDS[kind]
     missing = required - msg.keys()
     assert not missing, f"{kind} lacks {missing}: {msg}"
-    extra = msg.keys() - required - OPTIONAL
+    extra = msg.keys() - required - OPTIONAL - OPTIONAL_BY_TYPE.get(kind, set())
     assert not extra, f"{kind} has unexpected fields {extra}: {msg}"
     if "id" in msg:
         assert isinstance(msg["id"], str | int) and not isinstance(msg["id"], bool)
@@ -54,6 +61,8 @@ def check_message(msg: Any, tick_sizes: dict[str, str] | None = None) -> dict[st
         for f in ("bid_size", "ask_size", "last_size", "volume"):
             assert _int(msg[f]) and msg[f] >= 0, msg
         assert _int(msg["ts"]) and msg["ts"] > 1_600_000_000_000_000, msg
+        if "prev_seq" in msg:  # a gap marker: the seq the client had, never one that follows on
+            assert _int(msg["prev_seq"]) and 0 <= msg["prev_seq"] < msg["seq"] - 1, msg
         if tick_sizes and msg["symbol"] in tick_sizes:
             tick = Decimal(tick_sizes[msg["symbol"]])
             for f in ("bid", "ask", "last"):
@@ -62,12 +71,18 @@ def check_message(msg: Any, tick_sizes: dict[str, str] | None = None) -> dict[st
         assert msg["code"] in ERROR_CODES, msg
         assert isinstance(msg["message"], str) and msg["message"]
     elif kind == "status":
-        assert msg["state"] in ("halted", "trading"), msg
+        assert msg["state"] in ("halted", "trading", "revoked"), msg  # revoked: "Entitlements"
     elif kind in ("subscribed", "unsubscribed", "subscriptions"):
         assert isinstance(msg["symbols"], list)
         assert all(isinstance(s, str) and s == s.upper() for s in msg["symbols"])
         if kind == "subscriptions":
             assert msg["symbols"] == sorted(msg["symbols"])
+        if "recovered" in msg:
+            assert isinstance(msg["recovered"], dict), msg
+            assert all(isinstance(v, bool) for v in msg["recovered"].values()), msg
+    elif kind == "reconnect":  # make-before-break
+        assert msg["reason"] in ("shutdown", "max_age"), msg
+        assert isinstance(msg["within_s"], int | float) and msg["within_s"] >= 0, msg
     elif kind == "welcome":
         assert msg["protocol"] == 1 and isinstance(msg["epoch"], str) and msg["epoch"]
     elif kind in ("pong", "heartbeat"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from feeds.api import errors, views
+from feeds.api import bars, errors, views
 
 app_name = "api"
 
@@ -25,6 +25,7 @@ urlpatterns = [
     ),
     path("quotes/", views.QuoteListApi.as_view(), name="quote-list"),
     re_path(r"^quotes/(?P<symbol>.+)/$", views.QuoteDetailApi.as_view(), name="quote-detail"),
+    re_path(r"^bars/(?P<symbol>.+)/$", bars.BarListApi.as_view(), name="bar-list"),  # bars
     # Last: whatever matched nothing above.
     re_path(r"^(?P<unmatched>.*)$", errors.api_not_found, name="not-found"),
 ]

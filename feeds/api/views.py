@@ -6,6 +6,11 @@ session, from the ``REST_FRAMEWORK`` defaults): anonymous calls are
 case-insensitively (upper-cased, as the wire protocol answers them) and may
 contain ``/``. Latest quotes come from the quote store, never the database;
 the database only says which symbols exist.
+
+Entitlements (PROTOCOL.md "Entitlements"): an instrument the user may not
+see does not exist for them. Lists leave it out, a detail URL is 404 and a
+``?symbols=`` list naming it is 400 ``unknown symbol(s)``, exactly as for a
+symbol that names no instrument, so the API never tells which exist.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from feeds.api.serializers import (
     TokenInputSerializer,
     TokenOutputSerializer,
 )
+from feeds.entitlements import visible_instruments
 from feeds.models import Instrument
 from feeds.protocol import is_symbol, quote_fields
 from feeds.store import get_store
@@ -67,10 +73,11 @@ def normalize_symbol(raw: str) -> str:
     return raw.strip().upper()
 
 
-def _instrument_or_404(raw_symbol: str) -> Instrument:
+def _instrument_or_404(raw_symbol: str, user: Any) -> Instrument:
+    """The instrument of ``raw_symbol`` if ``user`` may see it; otherwise 404, as if unknown."""
     symbol = normalize_symbol(raw_symbol)
     if is_symbol(symbol):
-        instrument = Instrument.objects.filter(symbol=symbol).first()
+        instrument = visible_instruments(Instrument.objects.filter(symbol=symbol), user).first()
         if instrument is not None:
             return instrument
     raise Http404(f"unknown symbol: {symbol}")
@@ -135,7 +142,7 @@ class InstrumentListApi(APIView):
     def get(self, request: Request) -> Response:
         filters = InstrumentFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        queryset = _instruments_matching(filters.validated_data)
+        queryset = visible_instruments(_instruments_matching(filters.validated_data), request.user)
         paginator = InstrumentPagination()
         page = paginator.paginate_queryset(queryset, request, view=self)
         return paginator.get_paginated_response(InstrumentOutputSerializer(page, many=True).data)
@@ -146,7 +153,7 @@ class InstrumentDetailApi(APIView):
 
     @schema.instrument_detail
     def get(self, request: Request, symbol: str) -> Response:
-        return Response(InstrumentOutputSerializer(_instrument_or_404(symbol)).data)
+        return Response(InstrumentOutputSerializer(_instrument_or_404(symbol, request.user)).data)
 
 
 def _requested_symbols(values: Iterable[str]) -> list[str]:
@@ -175,27 +182,38 @@ class QuoteListApi(APIView):
     @schema.quote_list
     def get(self, request: Request) -> Response:
         if "symbols" in request.query_params:
-            symbols = self._known(_requested_symbols(request.query_params.getlist("symbols")))
-        else:
-            symbols = list(
-                services.instruments_active().order_by("symbol").values_list("symbol", flat=True)
+            symbols = self._known(
+                _requested_symbols(request.query_params.getlist("symbols")), request.user
             )
+        else:
+            active = visible_instruments(services.instruments_active(), request.user)
+            symbols = list(active.order_by("symbol").values_list("symbol", flat=True))
         latest = _latest_quotes(symbols)
         return Response([quote_fields(latest[s][1]) for s in symbols if s in latest])
 
     @staticmethod
-    def _known(symbols: list[str]) -> list[str]:
+    def _known(symbols: list[str], user: Any) -> list[str]:
         if not symbols:
             raise exceptions.ValidationError({"symbols": ["Give at least one symbol: A,B,..."]})
         if len(symbols) > MAX_QUOTE_SYMBOLS:
             raise exceptions.ValidationError(
                 {"symbols": [f"At most {MAX_QUOTE_SYMBOLS} symbols per request."]}
             )
-        known = services.instruments_active_by_symbol(s for s in symbols if is_symbol(s))
+        known = _visible_symbols_among(symbols, user)
         unknown = [s for s in symbols if s not in known]
         if unknown:
             raise UnknownSymbols(unknown)
         return symbols
+
+
+def _visible_symbols_among(symbols: list[str], user: Any) -> set[str]:
+    """Those of ``symbols`` that are instruments ``user`` may see (one query per 500)."""
+    wanted = [s for s in symbols if is_symbol(s)]
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):  # SQLite caps query parameters
+        chunk = Instrument.objects.filter(symbol__in=wanted[start : start + 500])
+        found.update(visible_instruments(chunk, user).values_list("symbol", flat=True))
+    return found
 
 
 class QuoteDetailApi(APIView):
@@ -207,7 +225,7 @@ class QuoteDetailApi(APIView):
 
     @schema.quote_detail
     def get(self, request: Request, symbol: str) -> Response:
-        instrument = _instrument_or_404(symbol)
+        instrument = _instrument_or_404(symbol, request.user)
         latest = _latest_quotes([instrument.symbol])
         if instrument.symbol not in latest:
             raise Http404(f"no quote yet for {instrument.symbol}")

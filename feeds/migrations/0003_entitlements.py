@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['pk'],
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('group__isnull', True), ('user__isnull', False)), models.Q(('group__isnull', False), ('user__isnull', True)), _connector='OR'), name='entitlement_user_xor_group'), models.CheckConstraint(condition=models.Q(models.Q(('exchange', ''), models.Q(('asset_class', ''), _negated=True)), models.Q(models.Q(('exchange', ''), _negated=True), ('asset_class', '')), _connector='OR'), name='entitlement_exchange_xor_asset_class')],
+                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('group__isnull', True), ('user__isnull', False)), models.Q(('group__isnull', False), ('user__isnull', True)), _connector='OR'), name='entitlement_user_xor_group', violation_error_message='An entitlement is for a user or for a group: choose exactly one.'), models.CheckConstraint(condition=models.Q(models.Q(('exchange', ''), models.Q(('asset_class', ''), _negated=True)), models.Q(models.Q(('exchange', ''), _negated=True), ('asset_class', '')), _connector='OR'), name='entitlement_exchange_xor_asset_class', violation_error_message='An entitlement names an exchange or an asset class: fill in exactly one.')],
             },
         ),
     ]

@@ -13,8 +13,8 @@ import pytest
 import websockets
 
 from tests.conftest import timeout
-from tests.servers import manage
 from tests.schema import decode_frame
+from tests.servers import manage
 
 pytestmark = pytest.mark.live
 

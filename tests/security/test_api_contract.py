@@ -24,6 +24,7 @@ OPERATIONS = {
     ("GET", "/api/instruments/{symbol}/"),
     ("GET", "/api/quotes/"),
     ("GET", "/api/quotes/{symbol}/"),
+    ("GET", "/api/bars/{symbol}/"),
 }
 
 

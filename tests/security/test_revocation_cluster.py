@@ -25,7 +25,7 @@ async def until_closed(ws) -> list[dict]:
     return seen
 
 
-async def test_deleting_a_token_closes_its_connections_on_both_servers_with_4401(redis_url, tmp_path):  # noqa: F811
+async def test_deleting_a_token_closes_its_connections_on_both_servers_with_4401(redis_url, tmp_path):
     # The re-check an hour away: only the broadcast can close them in time.
     env = cluster_env(redis_url, tmp_path, FEED_AUTH_RECHECK_S="3600")
     with running_cluster(env) as (token, _ticker, servers):

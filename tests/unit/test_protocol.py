@@ -89,6 +89,29 @@ GARBAGE = [
     ('{"op": "auth", "token": null}', BAD_REQUEST),
     ('{"op": "auth", "token": 123}', BAD_REQUEST),
     ('{"op": "auth", "token": ["t"]}', BAD_REQUEST),
+    # throttle_ms (PROTOCOL.md, "Throttle")
+    ('{"op": "subscribe", "symbols": ["A"], "throttle_ms": -1}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "throttle_ms": 60001}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "throttle_ms": 2.5}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "throttle_ms": 250.0}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "throttle_ms": "250"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "throttle_ms": true}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "throttle_ms": null}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "throttle_ms": [250]}', BAD_REQUEST),
+    # since / epoch (PROTOCOL.md, "Resume after reconnect")
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"A": 1}}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"A": 1}, "epoch": 7}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"A": 1}, "epoch": null}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": [["A", 1]], "epoch": "e"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": "A", "epoch": "e"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"A": -1}, "epoch": "e"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"A": 1.5}, "epoch": "e"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"A": "1"}, "epoch": "e"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"A": true}, "epoch": "e"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"A": null}, "epoch": "e"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"B": 1}, "epoch": "e"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"A": 1, "a": 2}, "epoch": "e"}', BAD_REQUEST),
+    ('{"op": "subscribe", "symbols": ["A"], "since": {"*": 1}, "epoch": "e"}', BAD_REQUEST),
     # nested past the parser's recursion limit
     ("[" * 100_000, BAD_REQUEST),
     ('{"a":' * 100_000, BAD_REQUEST),
@@ -172,6 +195,59 @@ def test_unknown_fields_in_a_request_are_ignored():
 def test_unsubscribe_parses_like_subscribe():
     request = parse_client_frame('{"op": "unsubscribe", "symbols": ["aapl", "AAPL"], "id": 2}')
     assert request == Unsubscribe(("AAPL",), 2)
+
+
+def test_throttle_ms_defaults_to_every_tick_and_takes_the_whole_range():
+    assert parse_client_frame('{"op": "subscribe", "symbols": ["A"]}').throttle_ms == 0
+    for value in (0, 1, 250, 60_000):
+        frame = json.dumps({"op": "subscribe", "symbols": ["A"], "throttle_ms": value})
+        assert parse_client_frame(frame) == Subscribe(("A",), throttle_ms=value)
+
+
+def test_a_bad_throttle_is_bad_request_naming_the_field_and_echoing_the_id():
+    with pytest.raises(ProtocolError) as info:
+        parse_client_frame('{"op": "subscribe", "symbols": ["A"], "throttle_ms": 1e9, "id": 4}')
+    assert info.value.code == BAD_REQUEST and info.value.request_id == 4
+    assert "throttle_ms" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("symbols", "named", "wildcard"),
+    [
+        (["*"], (), True),
+        ([" * ", "aapl"], ("AAPL",), True),
+        (["MSFT", "*", "*", "msft"], ("MSFT",), True),
+        (["AAPL"], ("AAPL",), False),
+    ],
+)
+def test_a_star_among_the_symbols_is_the_wildcard_and_not_a_symbol(symbols, named, wildcard):
+    for op, kind in (("subscribe", Subscribe), ("unsubscribe", Unsubscribe)):
+        request = parse_client_frame(json.dumps({"op": op, "symbols": symbols}))
+        assert isinstance(request, kind)
+        assert request.symbols == named and request.wildcard is wildcard
+
+
+def test_since_is_normalised_like_symbols_and_keeps_the_epoch():
+    request = parse_client_frame(
+        '{"op": "subscribe", "symbols": ["aapl", "MSFT"], "since": {" aapl": 1042, "MSFT": 0},'
+        ' "epoch": "k3v9q1", "id": 5}'
+    )
+    assert request == Subscribe(
+        ("AAPL", "MSFT"), 5, since={"AAPL": 1042, "MSFT": 0}, epoch="k3v9q1"
+    )
+
+
+def test_since_may_name_symbols_the_wildcard_covers_for_the_consumer_to_check():
+    request = parse_client_frame('{"op": "subscribe", "symbols": ["*"], "since": {"B": 1}, "epoch": "e"}')
+    assert request.wildcard and request.since == {"B": 1}
+    with pytest.raises(ProtocolError) as info:
+        protocol.check_since(request.since, ("A",), 3)
+    assert info.value.code == BAD_REQUEST and info.value.request_id == 3 and "B" in info.value.message
+
+
+def test_an_epoch_without_since_is_ignored():
+    request = parse_client_frame('{"op": "subscribe", "symbols": ["A"], "epoch": 5}')
+    assert request == Subscribe(("A",))
 
 
 def test_list_parses_with_and_without_an_id():
@@ -285,6 +361,20 @@ def test_subscribed_and_unsubscribed_list_the_symbols_in_request_order(kind):
         "symbols": ["MSFT", "AAPL"],
     }
     assert decoded(build(("EUR/USD",), None)) == {"type": kind, "symbols": ["EUR/USD"]}
+
+
+def test_subscribed_carries_recovered_only_when_given():
+    assert decoded(protocol.subscribed(("AAPL", "MSFT"), 1, {"AAPL": True, "MSFT": False})) == {
+        "type": "subscribed",
+        "id": 1,
+        "symbols": ["AAPL", "MSFT"],
+        "recovered": {"AAPL": True, "MSFT": False},
+    }
+    assert "recovered" not in decoded(protocol.subscribed(("AAPL",), 1))
+
+
+def test_subscriptions_list_the_wildcard_first():
+    assert decoded(protocol.subscriptions(["MSFT", "AAPL", "*"], None))["symbols"] == ["*", "AAPL", "MSFT"]
 
 
 def test_subscriptions_are_sorted():
@@ -409,6 +499,20 @@ def test_snapshot_epoch_is_escaped_as_a_json_string(epoch):
     assert msg["type"] == "snapshot"
 
 
+@pytest.mark.parametrize("prev", [0, 7, 1040])
+def test_with_prev_seq_is_the_quote_plus_prev_seq_and_nothing_else(prev):
+    text = protocol.encode_quote(QUOTE, 1042)
+    marked = protocol.with_prev_seq(text, prev)
+    assert marked.startswith(text[:-1])  # the shared text, spliced, not re-encoded
+    assert decoded(marked) == {**QUOTE_WIRE, "prev_seq": prev}
+
+
+@pytest.mark.parametrize("seq", [1, 9, 1042, 10**15])
+def test_quote_seq_reads_the_seq_of_a_stored_quote(seq):
+    assert protocol.quote_seq(protocol.encode_quote(QUOTE, seq)) == seq
+    assert protocol.quote_seq(json.dumps({**QUOTE_WIRE, "seq": seq})) == seq  # another layout
+
+
 def test_quote_fields_are_the_quote_less_type():
     fields = protocol.quote_fields(protocol.encode_quote(QUOTE, 1042))
     assert fields == {k: v for k, v in QUOTE_WIRE.items() if k != "type"}
@@ -420,7 +524,7 @@ def test_quote_fields_are_the_quote_less_type():
 def test_the_pure_modules_import_neither_django_nor_channels():
     code = (
         "import json, sys\n"
-        "import feeds.engine, feeds.protocol, feeds.limits, feeds.groups, feeds.outbox\n"
+        "import feeds.engine, feeds.protocol, feeds.limits, feeds.groups, feeds.outbox, feeds.throttle\n"
         "print(json.dumps(sorted(m for m in sys.modules"
         " if m.split('.')[0] in ('django', 'channels'))))\n"
     )

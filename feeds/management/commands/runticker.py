@@ -3,6 +3,10 @@
 Run one or more; a lease in Redis makes one the leader and the others hot
 standbys (``feeds.leader``). SIGTERM or Ctrl-C gives the lease up at once, so
 a standby takes over without waiting for it to expire.
+
+``--metrics-port`` serves this process's Prometheus figures (published quotes,
+leadership, process) on ``--metrics-addr``, loopback by default: that small
+server has no authentication, so expose it only where the scraper lives.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ import logging
 import signal
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from deploy.procs import port_number
 from feeds.leader import Leader
+from feeds.metrics import serve_leader_metrics
 from feeds.redis_store import check_reachable
 from feeds.runtime import build_ticker, freeze_startup_objects
 from feeds.store import get_store
@@ -25,6 +31,16 @@ logger = logging.getLogger("feeds.ticker")
 class Command(BaseCommand):
     help = "Run the quote generator (leader or hot standby) until SIGTERM or Ctrl-C."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--metrics-port", type=port_number, default=None,
+            help="serve Prometheus metrics on this port (default: none)",
+        )
+        parser.add_argument(
+            "--metrics-addr", default="127.0.0.1",
+            help="address of the metrics server (default 127.0.0.1; it has no authentication)",
+        )
+
     def handle(self, *args: object, **options: object) -> None:
         if not settings.REDIS_URL:
             raise CommandError(
@@ -33,9 +49,9 @@ class Command(BaseCommand):
             )
         check_reachable(settings.REDIS_URL)  # one clear line if it is not there
         freeze_startup_objects()
-        asyncio.run(self._run())
+        asyncio.run(self._run(options["metrics_port"], str(options["metrics_addr"])))
 
-    async def _run(self) -> None:
+    async def _run(self, metrics_port: int | None, metrics_addr: str) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -43,5 +59,11 @@ class Command(BaseCommand):
         store = get_store()
         leader = Leader(store=store, build=build_ticker, lease_s=settings.FEED_LEASE_S)  # type: ignore[arg-type]
         logger.info("runticker %s: lease %.1f s", leader.holder, settings.FEED_LEASE_S)
+        if metrics_port is not None:
+            try:
+                serve_leader_metrics(leader, metrics_addr, metrics_port)
+            except OSError as exc:
+                raise CommandError(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})") from None
+            logger.info("runticker metrics on http://%s:%d/metrics", metrics_addr, metrics_port)
         await leader.run(stop)
         logger.info("runticker %s stopped", leader.holder)

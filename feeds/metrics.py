@@ -1,0 +1,173 @@
+"""``GET /metrics``: the process's figures in Prometheus' text format.
+
+Most figures are read at scrape time from state the feed keeps anyway (the
+hub's registry, each outbox's conflation count, the ticker's publish count),
+so the hot path pays nothing for them. Two things are counted as they happen:
+errors sent to clients, by code (rare by nature), and each quote's age when it
+reaches this process (one histogram observation per quote per process, not
+per subscriber).
+
+Every process has its own figures: scrape each daphne directly (not through
+the load balancer) and ``runticker --metrics-port`` for the ticker.
+
+Who may read: a staff user (session or ``Authorization: Token``), or anyone
+presenting ``Authorization: Bearer <FEED_METRICS_TOKEN>`` when that setting is
+set (a Prometheus scrape job). Everyone else gets 401 or 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+
+ERRORS = Counter(
+    "marketfeed_errors",
+    "Error messages sent to clients, by protocol error code.",
+    ["code"],
+    registry=REGISTRY,
+)
+# From the quote's ts (set by the ticker as it generates it) to its arrival at
+# this process's hub: the ticker's lateness plus the channel layer's transit.
+TICKER_LAG = Histogram(
+    "marketfeed_ticker_lag_seconds",
+    "Age of each quote when it reached this server process.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+_observe_lag = TICKER_LAG.observe
+_TS_FIELD = '"ts":'
+
+
+def count_error(code: str) -> None:
+    ERRORS.labels(code=code).inc()
+
+
+def quote_arrived(text: str) -> None:
+    """Record the age of one quote, from the ``ts`` at the end of its pre-encoded text."""
+    at = text.rfind(_TS_FIELD)
+    if at < 0:
+        return
+    end = text.find(",", at)
+    if end < 0:
+        end = text.find("}", at)
+    try:
+        ts_us = int(text[at + len(_TS_FIELD) : end])
+    except ValueError:
+        return
+    _observe_lag(max(0.0, time.time() - ts_us / 1e6))
+
+
+class FeedCollector(Collector):
+    """Figures read from the running feed at scrape time (this event loop's hub and ticker)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop
+
+    def collect(self) -> Iterator[Any]:
+        from feeds import runtime
+        from feeds.hub import current_hub
+
+        hub = current_hub(self.loop)
+        connections = GaugeMetricFamily(
+            "marketfeed_connections", "Open client connections, by kind.", labels=["kind"]
+        )
+        kinds: dict[str, int] = {"websocket": 0}
+        subscriptions = symbols = received = conflated = sent = 0
+        if hub is not None:
+            for conn in hub.connections:
+                kind = getattr(conn, "kind", "websocket")
+                kinds[kind] = kinds.get(kind, 0) + 1
+                conflated += conn.outbox.conflated
+                sent += conn.outbox.quotes_sent
+            subscriptions = sum(len(members) for members in hub.members.values())
+            symbols = len(hub.members)
+            received = hub.quotes_received
+            conflated += hub.retired_conflated
+            sent += hub.retired_quotes_sent
+        for kind, count in sorted(kinds.items()):
+            connections.add_metric([kind], count)
+        yield connections
+        yield GaugeMetricFamily(
+            "marketfeed_subscriptions", "Subscriptions (connection and symbol pairs).", value=subscriptions
+        )
+        yield GaugeMetricFamily("marketfeed_symbols", "Symbols with a subscriber here.", value=symbols)
+        yield CounterMetricFamily(
+            "marketfeed_quotes_received", "Quotes this process received from the channel layer.", value=received
+        )
+        yield CounterMetricFamily(
+            "marketfeed_quotes_delivered", "Quotes written to clients.", value=sent
+        )
+        yield CounterMetricFamily(
+            "marketfeed_quotes_conflated",
+            "Quotes skipped for a slow client (replaced by a newer one): its seq gaps.",
+            value=conflated,
+        )
+        ticker = runtime.embedded_ticker(self.loop)
+        if ticker is not None:
+            yield from ticker_metrics(ticker)
+
+
+def ticker_metrics(ticker: Any) -> Iterator[Any]:
+    yield CounterMetricFamily(
+        "marketfeed_quotes_published", "Quotes the ticker in this process published.", value=ticker.published
+    )
+    yield GaugeMetricFamily(
+        "marketfeed_instruments_ticking", "Active instruments the ticker generates quotes for.",
+        value=len(ticker.books),
+    )
+
+
+def exposition(loop: asyncio.AbstractEventLoop | None = None) -> bytes:
+    """The whole text exposition: the counters plus this loop's feed figures."""
+    registry = CollectorRegistry()
+    registry.register(_Chain(REGISTRY))
+    registry.register(FeedCollector(loop))
+    return generate_latest(registry)
+
+
+class _Chain(Collector):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Any]:
+        yield from self.registry.collect()
+
+
+class _LeaderCollector(Collector):
+    """runticker's figures: leadership and what its current ticker published."""
+
+    def __init__(self, leader: Any) -> None:
+        self.leader = leader
+
+    def collect(self) -> Iterator[Any]:
+        ticker = self.leader.ticker
+        yield GaugeMetricFamily(
+            "marketfeed_ticker_leader", "1 while this runticker holds the lease and publishes.",
+            value=1 if ticker is not None else 0,
+        )
+        if ticker is not None:
+            yield from ticker_metrics(ticker)
+
+
+def serve_leader_metrics(leader: Any, addr: str, port: int) -> None:
+    """Serve runticker's metrics from a thread (prometheus_client's own small HTTP server)."""
+    registry = CollectorRegistry()
+    registry.register(_Chain(REGISTRY))
+    registry.register(_LeaderCollector(leader))
+    start_http_server(port, addr=addr, registry=registry)
