@@ -19,7 +19,17 @@ its watchlist, and measures inside the page for ``--seconds``:
 - quote age at paint: the painted quote's ``ts`` (generation) to that frame,
   next to the same age on arrival at a plain Python WebSocket client
   subscribed to the same symbols at the same time: the difference is the
-  page's own delay, main-thread queueing included.
+  page's own delay, main-thread queueing included;
+- per frame, counts that do not depend on how busy the machine is: DOM
+  writes (a MutationObserver over the page's ``#ticker``), style recalcs and
+  layouts (CDP ``Performance.getMetrics`` deltas), and ms of script, layout,
+  style per frame;
+- the reference: before the ticker page opens, the same browser shows a page
+  that does nothing but ``requestAnimationFrame`` for ``--seconds``: the
+  practical frame-rate limit of this browser on this machine now. The page's
+  frame rate and p99 frame gap are also given as ratios of the reference's;
+- with ``--trace``, then ``TRACE_S`` seconds of a Chromium trace
+  (``devtools.timeline``): ms per frame in script, style, layout, paint, raster.
 
 Prints the figures and writes them to ``bench/results/page-<UTC stamp>.json``.
 docs/TICKER.md says how to read them.
@@ -30,6 +40,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -50,6 +61,26 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 START_TIMEOUT_S = 60.0
 WARMUP_S = 3.0  # after every row shows a quote: let the JIT and the history settle
+TRACE_S = 3.0  # the optional trace runs after the measurement, so it cannot disturb it
+# Renderer work per frame that does not depend on how busy the machine is
+# (Performance.getMetrics, counts and durations since the page opened).
+CDP_COUNTS = ("LayoutCount", "RecalcStyleCount")
+CDP_DURATIONS = ("ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "TaskDuration")
+TRACE_CATEGORIES = ["devtools.timeline", "disabled-by-default-devtools.timeline", "blink", "cc"]
+TRACE_EVENTS = (  # where a frame's time goes, as the DevTools Performance panel names it
+    "FunctionCall", "EventDispatch", "TimerFire", "FireAnimationFrame", "UpdateLayoutTree",
+    "Layout", "PrePaint", "Paint", "Layerize", "Commit", "RasterTask", "ParseHTML",
+)
+
+# The practical limit: a page that does nothing but ask for animation frames,
+# measured in the same browser, same run, as the ticker page.
+REFERENCE_HTML = """<!doctype html><title>frames</title><script>
+  const gaps = []; let last = 0;
+  const frame = (t) => { if (last) gaps.push(t - last); last = t; requestAnimationFrame(frame); };
+  requestAnimationFrame(frame);
+  window.__frames = { start() { gaps.length = 0; this.t0 = performance.now(); },
+                      stop() { return { seconds: (performance.now() - this.t0) / 1000, gaps: [...gaps] }; } };
+</script>"""
 
 # Runs before the page's own scripts: wraps WebSocket to see every message,
 # counts frames, observes long tasks, samples the display lag.
@@ -58,7 +89,7 @@ PROBE_JS = r"""
   const probe = { running: false };
   const waiting = new Map(); // symbol -> [[seq, receivedAt, ts], ...] not yet on screen
   const reset = () => Object.assign(probe, {
-    quotes: 0, frames: 0, lastFrame: 0, maxGap: 0, gaps: [], longTasks: [],
+    quotes: 0, frames: 0, lastFrame: 0, maxGap: 0, gaps: [], longTasks: [], domWrites: 0,
     lagSamples: [], paintDelays: [], ages: [], t0: performance.now(),
   });
   reset();
@@ -120,10 +151,14 @@ PROBE_JS = r"""
   const screen = new IntersectionObserver((entries) => {
     for (const e of entries) (e.isIntersecting ? onScreen.add(e.target) : onScreen.delete(e.target));
   });
+  // Every DOM change the page makes (text, attributes, nodes), whatever its cause.
+  const counted = (records) => { if (probe.running) probe.domWrites += records.length; };
   new MutationObserver(() => {
     const rows = document.getElementById("rows");
     if (!rows || rows.dataset.probed) return;
     rows.dataset.probed = "1";
+    new MutationObserver(counted).observe(document.getElementById("ticker"),
+      { subtree: true, childList: true, attributes: true, characterData: true });
     new MutationObserver(painted).observe(rows, { subtree: true, attributeFilter: ["data-seq"] });
     new MutationObserver(() => rows.querySelectorAll("tr").forEach((tr) => screen.observe(tr)))
       .observe(rows, { childList: true });
@@ -147,6 +182,7 @@ PROBE_JS = r"""
       probe.running = false;
       const seconds = (performance.now() - probe.t0) / 1000;
       return { seconds, quotes: probe.quotes, frames: probe.frames, maxGap: probe.maxGap,
+               domWrites: probe.domWrites,
                gaps: probe.gaps, longTasks: probe.longTasks, lag: probe.lagSamples,
                paintDelays: probe.paintDelays, ages: probe.ages, rows_on_screen: onScreen.size,
                status_rate: document.querySelector('[data-stat="rate"]')?.textContent ?? "" };
@@ -173,6 +209,9 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "rows_on_screen": raw["rows_on_screen"],
         "frames_per_s": round(raw["frames"] / seconds, 1),
         "frame_gap_ms": spread(raw["gaps"]),
+        "dom_writes_per_frame": round(raw["domWrites"] / max(1, raw["frames"]), 1),
+        # Per row repainted (one painted quote each), so not a matter of the frame rate.
+        "dom_writes_per_row_painted": round(raw["domWrites"] / max(1, len(raw["paintDelays"])), 1),
         "frames_over_50ms": sum(1 for g in raw["gaps"] if g > 50),
         "long_tasks": {
             "count": len(long_tasks),
@@ -191,6 +230,54 @@ def spread(values: list[float]) -> dict[str, float]:
         "p99": round(percentile(values, 0.99), 1),
         "max": round(max(values, default=0), 1),
     }
+
+
+def measure_reference(browser: Any, seconds: float) -> dict[str, Any]:
+    """Frames per second and frame gaps of a page that only animates: the limit."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_content(REFERENCE_HTML)
+    page.wait_for_timeout(1000)
+    page.evaluate("window.__frames.start()")
+    page.wait_for_timeout(seconds * 1000)
+    raw = page.evaluate("window.__frames.stop()")
+    context.close()
+    return {"frames_per_s": round((len(raw["gaps"]) + 1) / raw["seconds"], 1), "frame_gap_ms": spread(raw["gaps"])}
+
+
+def versus(page: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
+    """The page's frame rate and p99 gap as a ratio of the reference's: 1 is the limit."""
+    return {
+        "frames_per_s": round(page["frames_per_s"] / max(0.1, reference["frames_per_s"]), 2),
+        "frame_gap_p99": round(page["frame_gap_ms"]["p99"] / max(0.1, reference["frame_gap_ms"]["p99"]), 2),
+    }
+
+
+def cdp_metrics(cdp: Any) -> dict[str, float]:
+    return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+
+
+def per_frame(before: dict[str, float], after: dict[str, float], frames: int) -> dict[str, float]:
+    """Style recalcs and layouts per frame (counts), and ms per frame of script, layout, style."""
+    frames = max(1, frames)
+    out = {name: round((after[name] - before[name]) / frames, 2) for name in CDP_COUNTS}
+    out.update({f"{name}_ms": round(1000 * (after[name] - before[name]) / frames, 2) for name in CDP_DURATIONS})
+    return out
+
+
+def trace(browser: Any, page: Any, seconds: float) -> dict[str, float]:
+    """Trace the renderer for ``seconds``: ms per animation frame spent in each kind of event."""
+    browser.start_tracing(page=page, categories=TRACE_CATEGORIES)
+    page.evaluate("window.__pageBench.start()")
+    page.wait_for_timeout(seconds * 1000)
+    frames = page.evaluate("window.__pageBench.stop()")["frames"]
+    doc = json.loads(browser.stop_tracing())
+    events = doc["traceEvents"] if isinstance(doc, dict) else doc
+    totals = dict.fromkeys(TRACE_EVENTS, 0.0)
+    for e in events:
+        if e.get("ph") == "X" and e.get("name") in totals:
+            totals[e["name"]] += e.get("dur", 0) / 1000
+    return {name: round(ms / max(1, frames), 2) for name, ms in totals.items()}
 
 
 class AgeWatcher(threading.Thread):
@@ -242,7 +329,7 @@ def start_server(work: Path, symbols: int, rate: float) -> tuple[Any, str, list[
     return daphne, f"http://127.0.0.1:{port}", names, helper, ws_url
 
 
-def measure(url: str, names: list[str], seconds: float, ws_url: str) -> dict[str, Any]:
+def measure(url: str, names: list[str], seconds: float, ws_url: str, traced: bool = False) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     watcher = AgeWatcher(ws_url, names)
@@ -250,6 +337,7 @@ def measure(url: str, names: list[str], seconds: float, ws_url: str) -> dict[str
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        reference = measure_reference(browser, seconds)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.add_init_script(PROBE_JS)
         context.add_init_script(
@@ -269,16 +357,29 @@ def measure(url: str, names: list[str], seconds: float, ws_url: str) -> dict[str
         )
         page.wait_for_selector("#rows tr[data-seq]")
         page.wait_for_timeout(WARMUP_S * 1000)
+        cdp = context.new_cdp_session(page)
+        cdp.send("Performance.enable")
         watcher.measuring.set()
+        before = cdp_metrics(cdp)
         page.evaluate("window.__pageBench.start()")
         page.wait_for_timeout(seconds * 1000)
         raw = page.evaluate("window.__pageBench.stop()")
+        after = cdp_metrics(cdp)
         watcher.done.set()
+        traced_ms = trace(browser, page, TRACE_S) if traced else None
         version = browser.version
         browser.close()
     watcher.join(timeout=5)
-    ages = watcher.ages
-    return {"chromium": version, **summarise(raw), "quote_age_plain_client_ms": spread(ages)}
+    figures = summarise(raw)
+    return {
+        "chromium": version,
+        **figures,
+        "per_frame": per_frame(before, after, raw["frames"]),
+        "reference_page": reference,
+        "versus_reference": versus(figures, reference),
+        **({"trace_ms_per_frame": traced_ms} if traced_ms else {}),
+        "quote_age_plain_client_ms": spread(watcher.ages),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,12 +387,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, default=100, help="instruments, all on the watchlist")
     parser.add_argument("--rate", type=float, default=10.0, help="quotes per second per instrument")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the measurement")
+    parser.add_argument("--trace", action="store_true", help=f"then trace {TRACE_S:g} s: ms per frame by event")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="marketfeed-bench-page-"))
     daphne = helper = None
     try:
         daphne, url, names, helper, ws_url = start_server(work, args.symbols, args.rate)
-        figures = measure(url, names, args.seconds, ws_url)
+        figures = measure(url, names, args.seconds, ws_url, traced=args.trace)
     finally:
         if helper:
             helper.close()
@@ -306,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         "options": vars(args),
         "offered_quotes_per_s": args.symbols * args.rate,
         "machine": machine(),
+        # Other work on the machine shows in the frame rate: say how busy it was.
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
         **figures,
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

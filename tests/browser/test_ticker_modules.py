@@ -120,3 +120,70 @@ def test_the_session_open_is_the_servers_reference_price_when_known(modules):
         " return [b.entries.get('X').open, b.decimals('X')]; })()",
     )
     assert session_open == [100, 2]
+
+
+# A table of one row in the blank page, with the page's stylesheet, fed quotes
+# by hand: which DOM writes each repaint makes, and what a move looks like.
+TABLE_JS = """
+(async () => {
+  const { WatchlistTable, FLASH_MS } = await import('/static/feeds/table.js');
+  const { QuoteBook } = await import('/static/feeds/book.js');
+  const link = Object.assign(document.createElement('link'), { rel: 'stylesheet', href: '/static/feeds/ticker.css' });
+  await new Promise((done) => { link.onload = done; document.head.append(link); });
+  const table = Object.assign(document.createElement('table'), { className: 'quotes' });
+  const tbody = table.appendChild(document.createElement('tbody'));
+  document.body.replaceChildren(table);
+  const book = new QuoteBook();
+  const view = new WatchlistTable({ tbody, emptyNote: document.createElement('p'), book,
+                                    onRemove() {}, onSelect() {}, onShown() {} });
+  view.sync(['X']);
+  const base = { symbol: 'X', bid: 10.25, ask: 11.75, last: 10.5, bid_size: 100, ask_size: 200, ts: 1.7e15 };
+  const writes = new MutationObserver(() => {});
+  writes.observe(tbody, { subtree: true, childList: true, attributes: true, characterData: true });
+  // What one repaint after `quote` wrote: [field or 'row', what changed].
+  const repaint = (quote) => {
+    book.apply({ ...base, ...quote }, 0);
+    view.paint('X');
+    return writes.takeRecords().map((r) => {
+      const node = r.type === 'characterData' ? r.target.parentNode : r.target;
+      return [node.dataset.field ?? 'row', r.type === 'attributes' ? r.attributeName : r.type];
+    });
+  };
+  const cell = (field) => tbody.querySelector(`[data-field="${field}"]`);
+  const background = (field) => getComputedStyle(cell(field)).backgroundColor;
+  const result = { first: repaint({ type: 'snapshot', seq: 1 }) };
+  result.moved = repaint({ type: 'quote', seq: 2, bid: 10.26, last: 10.49 });
+  result.flash = ['bid', 'ask', 'last'].map((f) => cell(f).dataset.flash ?? '');
+  result.tinted = [background('bid'), background('ask'), background('last')];
+  result.same = repaint({ type: 'quote', seq: 3, bid: 10.26, last: 10.49 });
+  result.stillTinted = view.fade(performance.now() + FLASH_MS / 2);
+  result.fadedAll = !view.fade(performance.now() + FLASH_MS + 1);
+  result.after = [cell('bid').dataset.flash ?? '', background('bid'), background('ask')];
+  return result;
+})()
+"""
+
+
+def test_a_repaint_writes_only_what_changed_and_a_move_tints_its_cell(modules):
+    r = modules.evaluate(TABLE_JS)
+    # The first quote fills every cell.
+    written = {field for field, kind in r["first"] if kind == "characterData"}
+    assert written == {"bid", "ask", "last", "change", "change_pct", "bid_size", "ask_size", "ts"}
+    # A move of bid (up) and last (down): those cells, the change (now down from flat),
+    # the tints and the seq; nothing else.
+    assert sorted(r["moved"]) == sorted([
+        ["bid", "characterData"], ["last", "characterData"],
+        ["change", "characterData"], ["change_pct", "characterData"],
+        ["bid", "data-flash"], ["last", "data-flash"], ["row", "data-seq"], ["row", "data-trend"],
+    ])
+    assert r["flash"] == ["up", "", "down"]
+    transparent = "rgba(0, 0, 0, 0)"
+    bid_tint, ask_tint, last_tint = r["tinted"]
+    assert transparent not in (bid_tint, last_tint) and bid_tint != last_tint  # green up, red down
+    assert ask_tint == transparent
+    # A quote that changes nothing on screen writes only its seq (the tints stay as they are).
+    assert r["same"] == [["row", "data-seq"]]
+    # The tint lasts FLASH_MS, then goes.
+    assert r["stillTinted"] is True
+    assert r["fadedAll"] is True
+    assert r["after"] == ["", transparent, transparent]

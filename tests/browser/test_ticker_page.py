@@ -90,6 +90,16 @@ def test_default_watchlist_shows_prices_that_change(page):
     page.screenshot(path=str(DOCS / "ticker.png"))
 
 
+def test_a_price_move_tints_its_cell_green_or_red(page):
+    tinted = page.locator('#rows td[data-flash="up"], #rows td[data-flash="down"]').first
+    expect(tinted).to_have_attribute("data-field", re.compile(r"^(bid|ask|last)$"))
+    colour = tinted.evaluate("td => [td.dataset.flash, getComputedStyle(td).backgroundColor]")
+    expected = page.evaluate(
+        "dir => getComputedStyle(document.documentElement).getPropertyValue(`--flash-${dir}`).trim()", colour[0]
+    )
+    assert colour[1].replace(" ", "") == expected.replace(" ", ""), colour
+
+
 def test_search_box_suggests_by_name_and_adds_eur_usd_by_keyboard(page):
     box = page.locator("#add-symbol")
     box.fill("euro / us")

@@ -14,10 +14,16 @@ import { Watchlist } from "./watchlist.js";
 
 const RATE_LIMIT_RETRY_MS = 1000;
 const SPARK_INTERVAL_MS = 250; // sparklines redraw at most this often (one history bucket)
+// Why the server made the page take symbols off the watchlist, by error code or status state.
+const REMOVED_BECAUSE = Object.freeze({
+  unknown_symbol: "no longer listed",
+  not_entitled: "not licensed to you",
+  revoked: "no longer licensed to you",
+});
 
 export class TickerApp {
   constructor(root) {
-    const { user, wsPath, heartbeatS, loginUrl, instrumentsUrl } = root.dataset;
+    const { user, wsPath, heartbeatS, loginUrl, instrumentsUrl, barsUrl } = root.dataset;
     Object.assign(this, { root, loginUrl, instrumentsUrl });
     this.heartbeatS = Number(heartbeatS) || 15;
     this.watchlist = new Watchlist(`marketfeed:watchlist:v1:${user}`);
@@ -30,7 +36,10 @@ export class TickerApp {
       onSelect: (s) => this.select(s),
       onShown: (s) => this.#markDirty(s),
     });
-    this.chart = new SelectedChart(root.querySelector("#chart"), this.book);
+    this.chart = new SelectedChart(root.querySelector("#chart"), this.book, {
+      barsUrl, // candle history (PROTOCOL.md "Bars"); the chart appends SYMBOL/
+      onChange: () => this.#schedule(),
+    });
     this.status = new StatusBar(document.getElementById("status-bar"));
     this.search = new SymbolSearch({
       form: root.querySelector("#add-form"),
@@ -42,6 +51,8 @@ export class TickerApp {
     this.stateEl = document.getElementById("conn-state");
     this.errorEl = root.querySelector("#add-error");
     this.noticeEl = root.querySelector("#notice");
+    this.notices = new Map(); // topic -> sentence, shown together in #notice
+    this.removed = new Map(); // reason -> symbols taken off the watchlist for it, this page's life
     this.pending = new Map(); // request id -> {kind: "add"|"remove"|"resubscribe", symbols}
     this.fetching = new Set(); // symbols whose instrument details are on their way
     this.nextId = 1;
@@ -57,6 +68,7 @@ export class TickerApp {
       heartbeatS: this.heartbeatS,
       onState: (state, detail) => this.#showState(state, detail),
       onMessages: (messages) => this.#received(messages),
+      symbols: () => [...this.watchlist.symbols], // carried over on a planned move (make-before-break)
     });
   }
 
@@ -146,7 +158,10 @@ export class TickerApp {
     switch (m.type) {
       case "snapshot":
       case "quote":
-        if (this.#wanted(m.symbol) && this.book.apply(m, now)) this.#markDirty(m.symbol);
+        if (this.#wanted(m.symbol) && this.book.apply(m, now)) {
+          this.chart.apply(m); // candles of the selected symbol
+          this.#markDirty(m.symbol);
+        }
         break;
       case "welcome":
         this.maxSymbols = Number(m.max_symbols) || Infinity;
@@ -162,8 +177,12 @@ export class TickerApp {
         break;
       case "status":
         if (!this.#wanted(m.symbol)) break;
-        this.book.setHalted(m.symbol, m.state === "halted");
-        this.#markDirty(m.symbol);
+        if (m.state === "revoked") {
+          this.#revoked(m.symbol);
+        } else {
+          this.book.setHalted(m.symbol, m.state === "halted");
+          this.#markDirty(m.symbol);
+        }
         break;
       case "pong":
         this.status.pong(m.id, now);
@@ -216,16 +235,22 @@ export class TickerApp {
     }
   }
 
+  /** The server dropped the subscription (PROTOCOL.md "Entitlements"): off the page, saying why. */
+  #revoked(symbol) {
+    if (this.watchlist.has(symbol)) this.subscribed -= 1;
+    this.#removedBy("revoked", [symbol]);
+  }
+
   /** The saved watchlist was refused as a whole (requests are atomic): repair it and retry. */
   #resubscribeFailed(m) {
     const before = this.watchlist.symbols.length;
     const named = Array.isArray(m.symbols) ? m.symbols : [];
-    if (m.code === "unknown_symbol") {
-      named.forEach((s) => this.#drop(s));
-      this.#notice(`Removed from the watchlist, no longer listed: ${named.join(", ")}.`);
+    if (m.code === "unknown_symbol" || m.code === "not_entitled") {
+      // One stale or unlicensed symbol must not stop the whole stream.
+      this.#removedBy(m.code, named);
     } else if (m.code === "too_many_symbols") {
       this.watchlist.symbols.slice(this.maxSymbols).forEach((s) => this.#drop(s));
-      this.#notice(`The feed allows ${this.maxSymbols} symbols; the rest were dropped.`);
+      this.#notice("limit", `The feed allows ${this.maxSymbols} symbols; the rest were dropped.`);
     } else if (m.code === "rate_limited") {
       setTimeout(() => this.#resubscribe(), RATE_LIMIT_RETRY_MS);
       return;
@@ -233,6 +258,15 @@ export class TickerApp {
     // Retry only if the repair changed something, so a confusing reply cannot loop.
     if (this.watchlist.symbols.length < before) this.#resubscribe();
     else console.warn("ticker: resubscribe failed", m);
+  }
+
+  /** Drop `symbols` and name them, with every other symbol removed for the same reason. */
+  #removedBy(reason, symbols) {
+    symbols.forEach((s) => this.#drop(s));
+    const all = this.removed.get(reason) ?? new Set();
+    symbols.forEach((s) => all.add(s));
+    this.removed.set(reason, all);
+    if (all.size) this.#notice(reason, `Removed from the watchlist, ${REMOVED_BECAUSE[reason]}: ${[...all].join(", ")}.`);
   }
 
   async #fetchInstrument(symbol) {
@@ -274,11 +308,14 @@ export class TickerApp {
     for (const symbol of this.dirty) this.table.paint(symbol);
     this.dirty.clear();
     this.chart.draw(this.colours);
+    // Come back for tints still to fade, and for the sparklines.
+    const fading = this.table.fade(performance.now());
     if (now - this.sparksAt >= SPARK_INTERVAL_MS) {
       this.sparksAt = now;
       this.table.drawSparks();
+      if (fading) this.#schedule();
     } else {
-      this.#schedule(); // come back for the sparklines
+      this.#schedule();
     }
   }
 
@@ -313,8 +350,11 @@ export class TickerApp {
     this.errorEl.textContent = text; // textContent: server messages are never HTML
   }
 
-  #notice(text) {
-    this.noticeEl.textContent = text;
-    this.noticeEl.hidden = !text;
+  /** Show `text` as the latest sentence on `topic`, beside the other topics' latest. */
+  #notice(topic, text) {
+    this.notices.delete(topic); // re-inserted last: the newest news reads last
+    this.notices.set(topic, text);
+    this.noticeEl.textContent = [...this.notices.values()].join(" ");
+    this.noticeEl.hidden = false;
   }
 }

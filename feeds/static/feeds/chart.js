@@ -1,17 +1,66 @@
-// The larger chart of the selected row: its last price over the history kept
-// (two minutes), the session open as a dashed line, and the range drawn.
+// The larger chart of the selected row: one-minute candles, the server's
+// history (GET /api/bars/) continued live from the quotes. Drawn on a canvas,
+// at most once per animation frame and only when a candle changed.
 
 import { formatChange, formatPercent, formatPrice } from "./format.js";
-import { drawLine } from "./spark.js";
+import { CANDLES_KEPT, CandleHistory } from "./history.js";
+import { fitCanvas } from "./spark.js";
+
+const MIN_SLOTS = 30; // a short history still draws candles of a readable width
+const PADDING_PX = 6;
 
 function setText(element, text) {
   if (element.textContent !== text) element.textContent = text;
 }
 
+function intervalLabel(ms) {
+  return ms >= 60_000 ? `${Math.round(ms / 60_000)}-min` : `${Math.round(ms / 1000)}-s`;
+}
+
+/** The colour of a candle: up when it closed above its open, down below, flat otherwise. */
+function candleColour(candle, colours) {
+  return candle.c > candle.o ? colours.up : candle.c < candle.o ? colours.down : colours.flat;
+}
+
+/**
+ * Draw `candles` (oldest first) right-aligned on the canvas: a wick from low to
+ * high and a body from open to close. Returns the lowest and highest price drawn.
+ */
+export function drawCandles(canvas, candles, colours, { box, padding = PADDING_PX } = {}) {
+  const ratio = fitCanvas(canvas, box);
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  ctx.clearRect(0, 0, width, height);
+  canvas.dataset.candles = String(candles.length); // what the tests count
+  if (!candles.length) return null;
+  let min = Infinity;
+  let max = -Infinity;
+  for (const c of candles) {
+    if (c.l < min) min = c.l;
+    if (c.h > max) max = c.h;
+  }
+  const pad = padding * ratio;
+  const span = max - min;
+  const y = (p) => (span ? pad + (height - 2 * pad) * (1 - (p - min) / span) : height / 2);
+  const slot = (width - 2 * pad) / Math.max(candles.length, MIN_SLOTS);
+  const body = Math.max(ratio, Math.floor(slot * 0.7));
+  const left = width - pad - slot * candles.length;
+  candles.forEach((c, i) => {
+    const centre = Math.round(left + slot * (i + 0.5));
+    ctx.fillStyle = ctx.strokeStyle = candleColour(c, colours);
+    ctx.fillRect(centre - Math.floor(ratio / 2), y(c.h), ratio, Math.max(ratio, y(c.l) - y(c.h)));
+    const top = y(Math.max(c.o, c.c));
+    ctx.fillRect(centre - Math.floor(body / 2), top, body, Math.max(ratio, y(Math.min(c.o, c.c)) - top));
+  });
+  return { min, max };
+}
+
 export class SelectedChart {
-  constructor(panel, book) {
+  constructor(panel, book, { barsUrl, onChange = () => {} } = {}) {
     this.book = book;
     this.panel = panel;
+    this.barsUrl = barsUrl;
+    this.onChange = onChange;
     this.canvas = panel.querySelector("canvas");
     this.title = panel.querySelector("[data-chart=symbol]");
     this.name = panel.querySelector("[data-chart=name]");
@@ -19,40 +68,79 @@ export class SelectedChart {
     this.change = panel.querySelector("[data-chart=change]");
     this.range = panel.querySelector("[data-chart=range]");
     this.symbol = "";
+    this.candles = new CandleHistory();
+    this.loading = null; // the AbortController of the history request in flight
     this.drawn = -1;
     this.box = { width: this.canvas.clientWidth, height: this.canvas.clientHeight };
     // Measured on resize only, so drawing in a frame never forces a layout.
     new ResizeObserver(([entry]) => {
       this.box = { width: entry.contentRect.width, height: entry.contentRect.height };
       this.drawn = -1;
+      this.onChange();
     }).observe(this.canvas);
   }
 
   show(symbol) {
+    if (symbol === this.symbol) return;
     this.symbol = symbol;
+    this.candles = new CandleHistory();
     this.drawn = -1;
     this.panel.hidden = !symbol;
     this.title.textContent = symbol;
+    if (symbol) this.#loadHistory(symbol);
   }
 
-  /** Redraw when the selected symbol's history changed since the last drawing. */
+  /** A quote or snapshot the page accepted; only the selected symbol's count. */
+  apply(message) {
+    if (message.symbol === this.symbol) this.candles.apply(message);
+  }
+
+  async #loadHistory(symbol) {
+    this.loading?.abort();
+    const controller = (this.loading = new AbortController());
+    try {
+      // Symbols use only URL-safe characters; "/" in EUR/USD may stay raw (PROTOCOL.md).
+      const response = await fetch(`${this.barsUrl}${symbol}/?interval=1m&limit=${CANDLES_KEPT}`, {
+        credentials: "same-origin", headers: { Accept: "application/json" }, signal: controller.signal,
+      });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const history = await response.json();
+      if (symbol !== this.symbol) return;
+      this.candles.load(history);
+      this.onChange();
+    } catch (err) {
+      if (err.name !== "AbortError") console.warn(`ticker: no bars for ${symbol}; live candles only`, err);
+    } finally {
+      if (this.loading === controller) this.loading = null;
+    }
+  }
+
+  /** Redraw when the selected symbol's candles changed since the last drawing. */
   draw(colours) {
     const entry = this.book.entries.get(this.symbol);
     setText(this.name, this.book.instruments.get(this.symbol)?.name ?? "");
-    if (!entry?.quote) return;
+    if (entry?.quote) {
+      const places = this.book.decimals(this.symbol);
+      const change = entry.quote.last - entry.open;
+      setText(this.last, formatPrice(entry.quote.last, places));
+      setText(this.change, `${formatChange(change, places)} (${formatPercent(change / entry.open)})`);
+      this.change.dataset.trend = change > 0 ? "up" : change < 0 ? "down" : "flat";
+    }
+    if (this.drawn === this.candles.version) return;
+    this.drawn = this.candles.version;
+    this.#drawCandles(colours);
+  }
+
+  #drawCandles(colours) {
+    const { candles, intervalMs } = this.candles;
+    const drawn = drawCandles(this.canvas, candles, colours, { box: this.box });
+    if (!drawn) {
+      setText(this.range, "waiting for trades…");
+      return;
+    }
     const places = this.book.decimals(this.symbol);
-    const change = entry.quote.last - entry.open;
-    setText(this.last, formatPrice(entry.quote.last, places));
-    setText(this.change, `${formatChange(change, places)} (${formatPercent(change / entry.open)})`);
-    this.change.dataset.trend = change > 0 ? "up" : change < 0 ? "down" : "flat";
-    if (this.drawn === entry.history.version) return;
-    this.drawn = entry.history.version;
-    const drawn = drawLine(this.canvas, entry.history.recent(), colours, {
-      base: entry.open, box: this.box, padding: 6, lineWidth: 1.75,
-    });
-    const seconds = Math.round(entry.history.spanMs / 1000);
-    setText(this.range, drawn
-      ? `last ${seconds} s · low ${formatPrice(drawn.min, places)} · high ${formatPrice(drawn.max, places)}`
-      : "collecting prices…");
+    const seconds = Math.round((candles.at(-1).t + intervalMs - candles[0].t) / 1000);
+    setText(this.range, `${intervalLabel(intervalMs)} candles · last ${seconds} s · `
+      + `low ${formatPrice(drawn.min, places)} · high ${formatPrice(drawn.max, places)}`);
   }
 }

@@ -1,5 +1,5 @@
-// A price line on a canvas, for the sparklines and the selected row's chart.
-// No chart library: a path through the points, scaled to the canvas.
+// Drawing helpers, no chart library: the rows' sparklines (an SVG polyline's
+// points), and the canvas sizing and colours the selected row's chart (chart.js) uses.
 
 /**
  * Size the canvas's backing store to its CSS box at the screen's pixel ratio.
@@ -20,48 +20,7 @@ export function fitCanvas(canvas, box = { width: canvas.clientWidth, height: can
 export function chartColours(element) {
   const style = getComputedStyle(element);
   const read = (name) => style.getPropertyValue(name).trim();
-  return { up: read("--up"), down: read("--down"), flat: read("--muted"), grid: read("--border") };
-}
-
-/**
- * Draw `prices` (oldest first) as a line filling the canvas, coloured by the
- * direction from `base` (the first point when absent). Returns the min and max drawn.
- */
-export function drawLine(canvas, prices, colours, { base, box, padding = 2, lineWidth = 1.25 } = {}) {
-  const ratio = fitCanvas(canvas, box);
-  const ctx = canvas.getContext("2d");
-  const { width, height } = canvas;
-  ctx.clearRect(0, 0, width, height);
-  if (prices.length < 2) return null;
-  let min = Infinity;
-  let max = -Infinity;
-  for (const p of prices) {
-    if (p < min) min = p;
-    if (p > max) max = p;
-  }
-  const pad = padding * ratio;
-  const span = max - min || 1; // a flat line sits in the middle
-  const x = (i) => pad + ((width - 2 * pad) * i) / (prices.length - 1);
-  const y = (p) => (max === min ? height / 2 : pad + (height - 2 * pad) * (1 - (p - min) / span));
-  const start = base ?? prices[0];
-  const end = prices.at(-1);
-  if (base !== undefined && base >= min && base <= max) {
-    ctx.strokeStyle = colours.grid;
-    ctx.lineWidth = ratio;
-    ctx.setLineDash([3 * ratio, 3 * ratio]);
-    ctx.beginPath();
-    ctx.moveTo(0, y(base));
-    ctx.lineTo(width, y(base));
-    ctx.stroke();
-    ctx.setLineDash([]);
-  }
-  ctx.strokeStyle = end > start ? colours.up : end < start ? colours.down : colours.flat;
-  ctx.lineWidth = lineWidth * ratio;
-  ctx.lineJoin = "round";
-  ctx.beginPath();
-  prices.forEach((p, i) => (i ? ctx.lineTo(x(i), y(p)) : ctx.moveTo(x(i), y(p))));
-  ctx.stroke();
-  return { min, max };
+  return { up: read("--up"), down: read("--down"), flat: read("--muted") };
 }
 
 /**

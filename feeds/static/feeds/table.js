@@ -10,6 +10,7 @@ const SPARK_BOX = Object.freeze({ width: 96, height: 22 }); // the SVG viewBox, 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const SPARK_POINTS = 120; // the last 30 s of 250 ms buckets
 const GAP_SHOWN_MS = 5000;
+export const FLASH_MS = 600; // how long a move tints its cell
 
 /** The text of each cell of a row, from the book alone. */
 function rowTexts(book, symbol) {
@@ -36,9 +37,9 @@ function direction(now, before) {
   return now > before ? "up" : "down";
 }
 
-/** Restart the cell's flash: alternating names restart a CSS animation without a reflow. */
-function flash(cell, dir) {
-  cell.dataset.flash = cell.dataset.flash === dir ? `${dir}2` : dir;
+/** Set a data attribute only when it changes: an equal write still invalidates style. */
+function setData(element, name, value) {
+  if (element.dataset[name] !== value) element.dataset[name] = value;
 }
 
 function badge(className, text, title) {
@@ -57,8 +58,9 @@ export class WatchlistTable {
     // Rows off screen are not repainted (nobody sees them); they catch up as
     // they scroll into view, a little before they get there.
     this.observer = new IntersectionObserver((entries) => this.#seen(entries), { rootMargin: "200px 0px" });
-    this.rows = new Map(); // symbol -> {tr, cells, pick, halted, stale, gap, line, shown, values, visible, behind}
+    this.rows = new Map(); // symbol -> {tr, cells, texts, pick, halted, stale, gap, line, shown, values, visible, behind}
     this.selected = "";
+    this.flashing = new Map(); // cell -> until (performance.now() ms): tinted cells, in order of expiry
   }
 
   /** Make the rows match `symbols`: same symbols, same order. Returns the new ones. */
@@ -66,6 +68,7 @@ export class WatchlistTable {
     for (const [symbol, row] of this.rows) {
       if (!symbols.includes(symbol)) {
         this.observer.unobserve(row.tr);
+        PRICE_FIELDS.forEach((field) => this.flashing.delete(row.cells[field]));
         row.tr.remove();
         this.rows.delete(symbol);
       }
@@ -94,7 +97,11 @@ export class WatchlistTable {
     }
   }
 
-  /** Write the row's cells from the book; only cells whose text changed are touched. */
+  /**
+   * Write the row's cells from the book. Every write is skipped when it would
+   * not change what is shown: each one costs a style recalc, a layout or a
+   * repaint in the next frame, and at 1,000 quotes/s most fields repeat.
+   */
   paint(symbol) {
     const row = this.rows.get(symbol);
     if (!row) return;
@@ -107,11 +114,11 @@ export class WatchlistTable {
     for (const field of CELL_FIELDS) {
       // Compare with what we last wrote rather than reading the DOM back.
       if (row.shown[field] !== texts[field]) {
-        row.cells[field].textContent = texts[field];
+        row.texts[field].data = texts[field]; // the cell's one text node: no nodes made or dropped
         row.shown[field] = texts[field];
+        if (field === "name") row.cells.name.title = texts.name; // the column truncates
       }
     }
-    if (row.cells.name.title !== texts.name) row.cells.name.title = texts.name; // the column truncates
     const entry = this.book.entries.get(symbol);
     const quote = entry?.quote;
     if (quote) {
@@ -119,14 +126,34 @@ export class WatchlistTable {
       // Against what is on screen: several quotes may have come since the last frame.
       for (const field of PRICE_FIELDS) {
         const dir = direction(quote[field], row.values[field]);
-        if (dir) flash(row.cells[field], dir);
+        if (dir) this.#flash(row.cells[field], dir, performance.now());
         row.values[field] = quote[field];
       }
       const change = quote.last - entry.open;
-      row.tr.dataset.trend = change > 0 ? "up" : change < 0 ? "down" : "flat";
+      setData(row.tr, "trend", change > 0 ? "up" : change < 0 ? "down" : "flat");
     }
-    row.tr.classList.toggle("halted", Boolean(entry?.halted));
-    row.halted.hidden = !entry?.halted;
+    const halted = Boolean(entry?.halted);
+    if (row.halted.hidden === halted) {
+      row.halted.hidden = !halted;
+      row.tr.classList.toggle("halted", halted);
+    }
+  }
+
+  /** Untint the cells whose flash is over; true while some are still tinted. */
+  fade(nowMs) {
+    for (const [cell, until] of this.flashing) {
+      if (until > nowMs) return true; // the rest expire later still
+      delete cell.dataset.flash;
+      this.flashing.delete(cell);
+    }
+    return false;
+  }
+
+  /** Tint the cell (a write only when the direction changes) and keep it tinted FLASH_MS more. */
+  #flash(cell, dir, nowMs) {
+    setData(cell, "flash", dir);
+    this.flashing.delete(cell); // re-inserted last: the map stays in order of expiry
+    this.flashing.set(cell, nowMs + FLASH_MS);
   }
 
   /** Once a second: the stale and gap markers, which change with time, not with messages. */
@@ -139,8 +166,9 @@ export class WatchlistTable {
         row.tr.classList.toggle("stale", stale);
       }
       const gap = entry?.gap && nowMs - entry.gap.at < GAP_SHOWN_MS ? entry.gap : null;
-      row.gap.hidden = !gap;
-      if (gap) row.gap.title = `${gap.missed} update${gap.missed === 1 ? "" : "s"} conflated or missed`;
+      if (row.gap.hidden === Boolean(gap)) row.gap.hidden = !gap;
+      const title = gap ? `${gap.missed} update${gap.missed === 1 ? "" : "s"} conflated or missed` : row.gap.title;
+      if (row.gap.title !== title) row.gap.title = title;
     }
   }
 
@@ -184,10 +212,12 @@ export class WatchlistTable {
     head.append(pick, halted, stale, gap);
     tr.append(head);
     const cells = {};
+    const texts = {};
     for (const field of CELL_FIELDS) {
       const td = document.createElement("td");
       td.dataset.field = field;
       td.className = field === "name" ? "name" : "num";
+      texts[field] = td.appendChild(document.createTextNode(""));
       cells[field] = td;
       tr.append(td);
     }
@@ -212,6 +242,10 @@ export class WatchlistTable {
     remove.addEventListener("click", () => this.onRemove(symbol));
     actions.append(remove);
     tr.append(sparkCell, actions);
-    return { tr, cells, pick, halted, stale, gap, line, shown: {}, values: {}, sparkVersion: -1, visible: true, behind: false };
+    return {
+      tr, cells, texts, pick, halted, stale, gap, line,
+      shown: Object.fromEntries(CELL_FIELDS.map((f) => [f, ""])), // as built: empty
+      values: {}, sparkVersion: -1, visible: true, behind: false,
+    };
   }
 }

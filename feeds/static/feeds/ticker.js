@@ -5,7 +5,8 @@
 //   watchlist.js   the user's symbols, kept in localStorage
 //   book.js        the newest quote per symbol, session open, halts, seq gaps, history
 //   table.js       the watchlist rows; repainted once per animation frame
-//   chart.js       the larger chart of the selected row; spark.js draws the lines
+//   chart.js       the larger chart of the selected row: one-minute candles on a canvas
+//   spark.js       the rows' sparklines (SVG points); canvas sizing and colours for chart.js
 //   search.js      the add box with suggestions from the REST API
 //   status.js      messages/s, round-trip time, symbols subscribed
 //   badge.js       the connection state in the top bar
