@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import connections, procs, results, scenarios
+from bench import connections, formats, procs, results, scenarios
 from bench.report import SCENARIOS
 from bench.scenarios import OVERLOAD_RCVBUF
 from bench.servers import SERVERS
@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=positive(float), default=10.0)
     p.add_argument("--repeat", type=positive(int), default=3)
     p.add_argument("--gap", type=positive(float), default=3.0, help="seconds between changes")
+    formats.add_parser(sub, positive)  # not in `all`: JSON vs MessagePack vs deflate
     p = sub.add_parser("all", help=HELP["all"])
     p.add_argument("--pin", action="store_true")
     sub.add_parser("report", help=HELP["report"])
@@ -183,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_one(args: argparse.Namespace, argv: list[str]) -> int:
     name = args.scenario
-    run = scenarios.SCENARIOS.get(name) or connections.SCENARIOS[name]
+    run = (
+        scenarios.SCENARIOS.get(name) or formats.SCENARIOS.get(name) or connections.SCENARIOS[name]
+    )
     results.say(f"== {name} ==")
     data = run(args)
     options = {k: v for k, v in vars(args).items() if k != "scenario"}
