@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
+from tests.metrics.test_metrics import sample, scrape
 from tests.servers import manage
 from tests.sse.client import Event, Reader
 from tests.sse.conftest import LIMIT, QUIET
@@ -184,20 +185,34 @@ async def test_a_last_event_id_the_ring_cannot_serve_gets_a_snapshot(sse_feed):
 
 
 async def test_a_reader_that_stalls_is_conflated_not_buffered(feed_server):
-    feed = feed_server(env_extra={"FEED_WRITE_BUFFER_BYTES": "1024", "FEED_SOCKET_BUFFER_BYTES": "4096"})
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", feed.port, limit=1 << 20,
+    feed = feed_server(
+        env_extra={"FEED_WRITE_BUFFER_BYTES": "1024", "FEED_SOCKET_BUFFER_BYTES": "4096"},
+        rates={s: 50.0 for s in ("AAPL", "MSFT", "EUR/USD", "BTC-USD")},
     )
-    sock = writer.get_extra_info("socket")
+    # A small receive buffer set before the handshake (the window is agreed then), and a
+    # small stream limit: asyncio reads ahead up to twice it before it stops reading.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", feed.port))
+    except BaseException:
+        sock.close()
+        raise
+    reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
     try:
         writer.write(
             f"GET /sse/quotes/?symbols=*&token={feed.token} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
         )
         await writer.drain()
         # Not reading: the server holds the newest quote per symbol once Twisted's buffer is full.
-        stats = await wait_for_stats(feed, lambda s: s["outbox_pending_max"] > 0)
-        assert stats["outbox_pending_max"] <= 200  # bounded by the symbols, not by time
+        # Conflation has begun once the server counts a replaced quote (GET /metrics).
+        async with asyncio.timeout(timeout(30)):
+            while not sample(await asyncio.to_thread(scrape, feed.server.url, feed.token),
+                             "marketfeed_quotes_conflated_total"):
+                await asyncio.sleep(0.1)  # polling the server's own figures
+        stats = await asyncio.to_thread(feed.stats)
+        assert 0 < stats["outbox_pending_max"] <= 200  # bounded by the symbols, not by time
         data = b""
         while b'"prev_seq"' not in data:
             data += await asyncio.wait_for(reader.read(65536), timeout(20))
