@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from tests.servers import Server, free_port
 from tests.timeouts import timeout
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -57,3 +58,14 @@ def page(context, server, token):
     yield page
     page.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def own_server(live_env, token):
+    """A daphne of this test's own, on the shared database and secret (so a session
+    survives its restart), to stop and start again."""
+    srv = Server(live_env, free_port())
+    srv.start()
+    yield srv
+    srv.stop()
+

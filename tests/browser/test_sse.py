@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.browser.conftest import log_in
-from tests.servers import Server, free_port
 from tests.timeouts import timeout
 
 OPEN_STREAM = """() => {
@@ -18,14 +15,6 @@ OPEN_STREAM = """() => {
     window.sseSource = source;
 }"""
 
-
-@pytest.fixture
-def own_server(live_env, token):
-    """A server of this test's own, on the shared database (so the session survives its restart)."""
-    srv = Server(live_env, free_port())
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def test_event_source_streams_quotes_and_reconnects_after_a_server_restart(context, own_server):

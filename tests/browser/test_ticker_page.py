@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD, USERNAME, log_in
-from tests.servers import Server, free_port, manage
+from tests.servers import Server, manage
 from tests.timeouts import timeout
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
@@ -177,14 +177,6 @@ def test_halting_an_instrument_greys_its_row_with_a_badge(page, server):
     expect(halted).to_be_hidden()
     wait_for_tick(page, "TSLA")
 
-
-@pytest.fixture
-def own_server(live_env, token):
-    """A daphne of this test's own (same database and secret), to stop and start again."""
-    srv = Server(live_env, free_port())
-    srv.start()
-    yield srv
-    srv.stop()
 
 
 def test_the_page_reconnects_by_itself_after_a_server_restart(context, own_server):

@@ -9,6 +9,7 @@ import json
 import pytest
 import websockets
 
+from tests.faults.test_shutdown import close_code
 from tests.schema import decode_frame
 from tests.timeouts import timeout
 
@@ -50,14 +51,6 @@ async def until(ws: websockets.ClientConnection, watcher: Watcher, kind: str) ->
         if found:
             return found[0]
 
-
-async def close_code(ws: websockets.ClientConnection) -> int | None:
-    try:
-        async for _ in ws:
-            pass
-    except websockets.ConnectionClosed:
-        pass
-    return ws.close_code
 
 
 async def test_a_connection_past_its_max_age_is_asked_to_reconnect_then_closed_1001(feed_server):

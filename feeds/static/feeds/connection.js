@@ -29,6 +29,16 @@ export function backoffSeconds(attempt, random = Math.random) {
   return ceiling / 2 + (random() * ceiling) / 2;
 }
 
+/** The messages of one frame, or null (with a console warning) when it cannot be read. */
+function readFrame(text) {
+  try {
+    return parseFrame(text);
+  } catch (err) {
+    console.warn("ticker: unreadable frame", err);
+    return null;
+  }
+}
+
 /**
  * States: "connecting", "live" (welcomed), "reconnecting" ({seconds, code}),
  * "offline" ({reason: "network" | "unauthorized"}).
@@ -126,13 +136,8 @@ export class FeedConnection {
 
   #received(text) {
     this.lastHeard = performance.now();
-    let messages;
-    try {
-      messages = parseFrame(text);
-    } catch (err) {
-      console.warn("ticker: unreadable frame", err);
-      return;
-    }
+    const messages = readFrame(text);
+    if (!messages) return;
     const welcome = messages.find((m) => m.type === "welcome");
     if (welcome) {
       this.welcomed = true;
@@ -167,13 +172,8 @@ export class FeedConnection {
 
   /** The new socket's welcome, then the reply to its subscribe; the take-over at that reply. */
   #receivedByNext(ws, text) {
-    let messages;
-    try {
-      messages = parseFrame(text);
-    } catch (err) {
-      console.warn("ticker: unreadable frame", err);
-      return;
-    }
+    const messages = readFrame(text);
+    if (!messages) return;
     const welcome = messages.find((m) => m.type === "welcome");
     if (welcome) {
       const symbols = this.symbols();
