@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.http.request import split_domain_port, validate_host
 
-from feeds.groups import SERVERS_CONTROL_GROUP
+from feeds.core.groups import SERVERS_CONTROL_GROUP
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 
 def connect_revocation_signals() -> None:
-    """Hook token and user writes (called once from feeds.admin, loaded in every process)."""
+    """Hook token and user writes (called once from feeds.edges.admin, loaded in every process)."""
     from django.contrib.auth import get_user_model
     from django.db.models.signals import post_delete, post_save
     from rest_framework.authtoken.models import Token, TokenProxy

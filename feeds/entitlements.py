@@ -36,7 +36,7 @@ from django.db.models.functions import Upper
 
 from feeds.auth import notify_servers
 from feeds.models import Entitlement, Instrument
-from feeds.protocol import ErrorCode, ProtocolError, RequestId
+from feeds.core.protocol import ErrorCode, ProtocolError, RequestId
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def _user_saved(
 
 
 def connect_signals() -> None:
-    """Hook entitlement, group membership and user writes (from feeds.admin, loaded everywhere)."""
+    """Hook entitlement, group membership and user writes (from feeds.edges.admin, loaded everywhere)."""
     from django.contrib.auth import get_user_model
     from django.db.models.signals import m2m_changed, post_save, pre_delete, pre_save
 

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from feeds.protocol import SYMBOL_PATTERN
+from feeds.core.protocol import SYMBOL_PATTERN
 
 symbol_validator = RegexValidator(
     SYMBOL_PATTERN,

@@ -16,8 +16,8 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import Count, Max, QuerySet
 
-from feeds.engine import InstrumentSpec
-from feeds.groups import TICKER_CONTROL_GROUP
+from feeds.core.engine import InstrumentSpec
+from feeds.core.groups import TICKER_CONTROL_GROUP
 from feeds.models import Instrument
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ embedded default the ticker starts inside this process as soon as the server's
 event loop runs (daphne: when the Twisted reactor starts; any other server: at
 the first request).
 
-Every WebSocket is registered with ``feeds.runtime`` while it is open, so that
+Every WebSocket is registered with ``feeds.deliver.runtime`` while it is open, so that
 a shutdown first asks each client to ``reconnect`` elsewhere, waits up to
 ``FEED_RECONNECT_GRACE_S`` for them to move, then closes the rest with 1001
 "going away" (PROTOCOL.md):
@@ -30,7 +30,7 @@ try:
 
     django_application = get_asgi_application()
     if settings.REDIS_URL:
-        from feeds.redis_store import check_reachable
+        from feeds.publish.redis_store import check_reachable
 
         check_reachable(settings.REDIS_URL)
 except ImproperlyConfigured as exc:
@@ -42,10 +42,10 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path
 
-from feeds import runtime
+from feeds.deliver import runtime
 from feeds.auth import OriginValidator, TokenAuthMiddleware
-from feeds.consumers import QuoteConsumer
-from feeds.transport import SERVER_SEND
+from feeds.edges.websocket import QuoteConsumer
+from feeds.deliver.server import SERVER_SEND
 
 websocket_application = OriginValidator(
     AuthMiddlewareStack(TokenAuthMiddleware(URLRouter([path("ws/quotes/", QuoteConsumer.as_asgi())])))
@@ -53,8 +53,8 @@ websocket_application = OriginValidator(
 
 router = ProtocolTypeRouter({"http": django_application, "websocket": websocket_application})
 
-# --- Server-Sent Events (feeds/sse.py): /sse/quotes/ before Django, with the session ---
-from feeds import sse
+# --- Server-Sent Events (feeds/edges/sse.py): /sse/quotes/ before Django, with the session ---
+from feeds.edges import sse
 
 sse_application = AuthMiddlewareStack(sse.stream_quotes)
 
@@ -65,7 +65,7 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
     runtime.ensure_embedded()
     if scope["type"] == "websocket":
         # Session middleware wraps ``send``; the consumer needs the server's own
-        # to reach the transport (feeds.transport).
+        # to reach the transport (feeds.deliver.server).
         scope = dict(scope, **{SERVER_SEND: send})
         with runtime.websocket_open(send):
             return await router(scope, receive, send)

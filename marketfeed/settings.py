@@ -79,7 +79,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Database away: 503 (JSON under /api/), not a traceback page.
-    "feeds.middleware.DatabaseUnavailableMiddleware",
+    "feeds.edges.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "marketfeed.urls"
@@ -154,8 +154,8 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            # Channels' in-memory layer without its per-message costs (feeds/layers.py).
-            "BACKEND": "feeds.layers.LocalChannelLayer",
+            # Channels' in-memory layer without its per-message costs (feeds/publish/layers.py).
+            "BACKEND": "feeds.publish.layers.LocalChannelLayer",
             # One member per server process (the hub), so a deep queue is cheap.
             "CONFIG": {"capacity": 10_000},
         }
@@ -230,7 +230,7 @@ FEED_METRICS_TOKEN = env_str("FEED_METRICS_TOKEN", "").strip()
 if FEED_METRICS_TOKEN and len(FEED_METRICS_TOKEN) < 16:
     raise ImproperlyConfigured("FEED_METRICS_TOKEN: at least 16 characters, or unset for staff-only metrics")
 
-# --- bars (PROTOCOL.md "Bars"; feeds/bar_writer.py) ---
+# --- bars (PROTOCOL.md "Bars"; feeds/publish/bar_writer.py) ---
 # The ticker stores the bars that changed every this many seconds, in one
 # bulk upsert: the newest bar the API shows may be this far behind.
 FEED_BARS_FLUSH_S = env_float("FEED_BARS_FLUSH_S", 5.0, minimum=0.05, maximum=3600)
@@ -283,9 +283,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["feeds.api.parsers.SafeJSONParser"],
-    "DEFAULT_PAGINATION_CLASS": "feeds.api.pagination.InstrumentPagination",
-    "EXCEPTION_HANDLER": "feeds.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["feeds.edges.api.parsers.SafeJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "feeds.edges.api.pagination.InstrumentPagination",
+    "EXCEPTION_HANDLER": "feeds.edges.api.errors.exception_handler",
     # The OpenAPI schema (`manage.py spectacular`); the API contract test runs against it.
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -303,7 +303,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     # channels-redis logs a traceback a second while Redis is away: one line per outage instead.
-    "filters": {"layer_outage": {"()": "feeds.outage.LayerOutageFilter"}},
+    "filters": {"layer_outage": {"()": "feeds.publish.outage.LayerOutageFilter"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
         "layer_console": {

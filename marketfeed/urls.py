@@ -9,5 +9,5 @@ urlpatterns = [
 ]
 
 # JSON errors under /api/, Django's usual pages elsewhere.
-handler404 = "feeds.api.errors.handler404"
-handler500 = "feeds.api.errors.handler500"
+handler404 = "feeds.edges.api.errors.handler404"
+handler500 = "feeds.edges.api.errors.handler500"

@@ -13,10 +13,10 @@ from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from feeds.engine import Quote
+from feeds.core.engine import Quote
 from feeds.models import Instrument
-from feeds.protocol import encode_quote
-from feeds.store import get_store, reset_store
+from feeds.core.protocol import encode_quote
+from feeds.publish.store import get_store, reset_store
 
 
 @pytest.fixture(autouse=True)

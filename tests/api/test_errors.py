@@ -9,8 +9,8 @@ from django.test import RequestFactory
 from rest_framework import exceptions
 from rest_framework.test import APIClient
 
-from feeds.api.errors import exception_handler, handler404, handler500, summarize, with_detail
-from feeds.api.parsers import SafeJSONParser, find_lone_surrogate
+from feeds.edges.api.errors import exception_handler, handler404, handler500, summarize, with_detail
+from feeds.edges.api.parsers import SafeJSONParser, find_lone_surrogate
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,9 @@ import asyncio
 import pytest
 from django.test import Client
 
-from feeds import health, store
+from feeds.edges import health
+
+from feeds.publish import store
 
 ALL_OK = {"status": "ok", "database": "ok", "channel_layer": "ok", "store": "ok"}
 

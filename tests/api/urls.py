@@ -9,13 +9,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from feeds import health
-from feeds.api import errors
+from feeds.edges import health
+from feeds.edges.api import errors
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
-    path("api/", include("feeds.api.urls")),
+    path("api/", include("feeds.edges.api.urls")),
 ]
 
 handler404 = errors.handler404

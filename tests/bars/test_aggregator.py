@@ -1,4 +1,4 @@
-"""The pure bar aggregator (feeds.bars): minutes, OHLC, volume deltas, halts, odd clocks."""
+"""The pure bar aggregator (feeds.core.bars): minutes, OHLC, volume deltas, halts, odd clocks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from feeds.bars import Bar, BarAggregator, merge, roll_up
-from feeds.engine import Quote
+from feeds.core.bars import Bar, BarAggregator, merge, roll_up
+from feeds.core.engine import Quote
 
 ROOT = Path(__file__).resolve().parents[2]
 MINUTE_US = 60_000_000
@@ -166,7 +166,7 @@ def test_roll_up_of_one_minute_bars_is_the_bars_oldest_first():
 
 def test_the_bar_aggregator_imports_neither_django_nor_channels():
     code = (
-        "import json, sys\nimport feeds.bars\n"
+        "import json, sys\nimport feeds.core.bars\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'channels'))))\n"
     )
     result = subprocess.run(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from feeds.protocol import CloseCode
+from feeds.core.protocol import CloseCode
 from tests.consumer.conftest import deactivate
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -319,7 +319,7 @@ async def test_admin_halt_reaches_subscribers_through_the_control_message(alice,
     from channels.db import database_sync_to_async
 
     from feeds import services
-    from feeds.runtime import build_ticker
+    from feeds.deliver.runtime import build_ticker
 
     ticker = build_ticker()
     ticker.reload_interval_s = 3600

@@ -10,9 +10,9 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from feeds import services
-from feeds.groups import group_for_symbol
+from feeds.core.groups import group_for_symbol
 from feeds.models import Instrument
-from feeds.store import MemoryStore
+from feeds.publish.store import MemoryStore
 from tests.consumer.conftest import deactivate
 from tests.timeouts import timeout
 
@@ -324,9 +324,9 @@ class GatedStore(MemoryStore):
 
 @pytest.fixture
 def gated():
-    import feeds.store
+    import feeds.publish.store
 
-    store = feeds.store._store = GatedStore()
+    store = feeds.publish.store._store = GatedStore()
     return store
 
 

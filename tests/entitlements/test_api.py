@@ -6,9 +6,9 @@ import pytest
 from asgiref.sync import async_to_sync
 from rest_framework.test import APIClient
 
-from feeds.engine import Quote
-from feeds.protocol import encode_quote
-from feeds.store import get_store, reset_store
+from feeds.core.engine import Quote
+from feeds.core.protocol import encode_quote
+from feeds.publish.store import get_store, reset_store
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("entitlements_on")]
 

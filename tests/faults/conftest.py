@@ -2,7 +2,7 @@
 
 ``feed_server`` starts an embedded-default daphne of the test's own (SQLite in
 a temporary folder unless the test passes ``DATABASE_URL``), with a staff user
-whose token also reads the process figures on ``/healthz`` (feeds/health.py).
+whose token also reads the process figures on ``/healthz`` (feeds/edges/health.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""feeds.outage: one WARNING per outage, however many failures; one INFO when it is over."""
+"""feeds.publish.outage: one WARNING per outage, however many failures; one INFO when it is over."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import logging
 
 import pytest
 
-from feeds.outage import QUIET_GAP_S, RELAPSE_S, Outage
+from feeds.publish.outage import QUIET_GAP_S, RELAPSE_S, Outage
 
 
 @pytest.fixture(autouse=True)
 def _capture(caplog):
     """The feeds loggers do not propagate (settings.LOGGING): listen on ours directly."""
-    logger = logging.getLogger("feeds.outage")
+    logger = logging.getLogger("feeds.publish.outage")
     logger.addHandler(caplog.handler)
     yield
     logger.removeHandler(caplog.handler)
@@ -27,11 +27,11 @@ class Clock:
 
 
 def records(caplog) -> list[tuple[int, str]]:
-    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "feeds.outage"]
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "feeds.publish.outage"]
 
 
 def test_many_failures_are_one_warning_and_the_recovery_one_info(caplog):
-    caplog.set_level(logging.DEBUG, logger="feeds.outage")
+    caplog.set_level(logging.DEBUG, logger="feeds.publish.outage")
     clock = Clock()
     redis = Outage("Redis", clock=clock)
     for _ in range(10):
@@ -47,7 +47,7 @@ def test_many_failures_are_one_warning_and_the_recovery_one_info(caplog):
 
 
 def test_a_failure_right_after_a_recovery_is_the_same_outage(caplog):
-    caplog.set_level(logging.INFO, logger="feeds.outage")
+    caplog.set_level(logging.INFO, logger="feeds.publish.outage")
     clock = Clock()
     redis = Outage("Redis", clock=clock)
     redis.failed("lease", "down")
@@ -62,7 +62,7 @@ def test_a_failure_right_after_a_recovery_is_the_same_outage(caplog):
 
 
 def test_a_new_outage_is_announced_again(caplog):
-    caplog.set_level(logging.INFO, logger="feeds.outage")
+    caplog.set_level(logging.INFO, logger="feeds.publish.outage")
     clock = Clock()
     redis = Outage("Redis", clock=clock)
     redis.failed("ticker", "down")

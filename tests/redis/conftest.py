@@ -48,7 +48,7 @@ def _local_redis() -> LocalRedis:
 async def store(redis_url):
     import redis.asyncio as redis
 
-    from feeds.redis_store import RedisStore
+    from feeds.publish.redis_store import RedisStore
 
     client = redis.Redis.from_url(redis_url)
     await client.flushdb()

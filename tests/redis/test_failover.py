@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from feeds.groups import group_for_symbol
+from feeds.core.groups import group_for_symbol
 from tests.servers import Server, manage
 from tests.timeouts import stop, timeout
 

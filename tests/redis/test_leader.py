@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from feeds.engine import InstrumentSpec
-from feeds.leader import Leader
+from feeds.core.engine import InstrumentSpec
+from feeds.publish.leader import Leader
 from feeds.services import ListedInstrument
-from feeds.ticker import Ticker
+from feeds.publish.ticker import Ticker
 from tests.timeouts import timeout
 
 pytestmark = pytest.mark.redis

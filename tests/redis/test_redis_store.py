@@ -58,7 +58,7 @@ async def test_lease_has_one_holder_until_it_is_released(store):
 
 
 async def test_a_save_under_someone_elses_lease_is_refused_and_writes_nothing(store):
-    from feeds.store import Fenced
+    from feeds.publish.store import Fenced
 
     other = store.another()
     assert await store.lease_take("a", 5)

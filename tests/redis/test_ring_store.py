@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as redis
 
-from feeds.redis_store import RedisStore
-from feeds.store import Fenced
+from feeds.publish.redis_store import RedisStore
+from feeds.publish.store import Fenced
 
 pytestmark = pytest.mark.redis
 

@@ -4,7 +4,7 @@ Each property opens fresh connections of the real ASGI app, throws frames at
 them (arbitrary JSON, requests with odd fields and odd unicode, text that is
 not JSON, binary frames, frames around the size limit, deep nesting, bursts
 faster than the rate limit) and checks every answer against a model of
-PROTOCOL.md written here, independently of ``feeds.protocol``. Meanwhile a
+PROTOCOL.md written here, independently of ``feeds.core.protocol``. Meanwhile a
 bystander connection of another user stays subscribed: after every example it
 must still get every quote of its symbol, in sequence, and answer pings.
 """
@@ -404,6 +404,6 @@ async def test_requests_beyond_the_burst_each_get_rate_limited_and_change_nothin
 
 
 def test_the_model_and_the_server_agree_on_the_depth_limit():
-    from feeds import protocol
+    from feeds.core import protocol
 
     assert protocol.MAX_JSON_DEPTH == DEPTH_LIMIT

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from feeds.protocol import CloseCode
+from feeds.core.protocol import CloseCode
 from tests.servers import ROOT
 from tests.timeouts import timeout
 

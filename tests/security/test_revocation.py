@@ -12,7 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
-from feeds.protocol import CloseCode
+from feeds.core.protocol import CloseCode
 from tests.conftest import timeout
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,7 +11,7 @@ from channels.layers import get_channel_layer
 from channels.testing import ApplicationCommunicator
 
 from feeds.auth import revoked_event
-from feeds.groups import SERVERS_CONTROL_GROUP
+from feeds.core.groups import SERVERS_CONTROL_GROUP
 from tests.consumer.conftest import instruments, ticker, user  # noqa: F401 (fixtures)
 from tests.schema import check_message
 from tests.timeouts import timeout

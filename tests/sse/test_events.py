@@ -1,4 +1,4 @@
-"""The pure part of feeds/sse.py: query parameters, Last-Event-ID, events, resume by time."""
+"""The pure part of feeds/edges/sse.py: query parameters, Last-Event-ID, events, resume by time."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from feeds import protocol
-from feeds.engine import Quote
-from feeds.sse import (
+from feeds.core import protocol
+from feeds.core.engine import Quote
+from feeds.edges.sse import (
     Refusal,
     StreamParams,
     event,

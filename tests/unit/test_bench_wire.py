@@ -15,7 +15,7 @@ from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
 from bench.wire import LeanConnection
-from feeds.transport import text_frame
+from feeds.deliver.server import text_frame
 
 
 class Socket:

@@ -1,4 +1,4 @@
-"""The price process (feeds/engine.py): grid, book and tape invariants, statistics."""
+"""The price process (feeds/core/engine.py): grid, book and tape invariants, statistics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from feeds.engine import (
+from feeds.core.engine import (
     SECONDS_PER_YEAR,
     InstrumentSpec,
     MarketState,

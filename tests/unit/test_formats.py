@@ -1,4 +1,4 @@
-"""feeds.wire_formats: MessagePack conversion, the ?format= choice, binary requests, deflate."""
+"""feeds.core.wire_formats: MessagePack conversion, the ?format= choice, binary requests, deflate."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import zlib
 import msgpack
 import pytest
 
-from feeds import protocol
-from feeds.engine import Quote
-from feeds.protocol import ErrorCode, Ping, ProtocolError, State, Subscribe
-from feeds.wire_formats import (
+from feeds.core import protocol
+from feeds.core.engine import Quote
+from feeds.core.protocol import ErrorCode, Ping, ProtocolError, State, Subscribe
+from feeds.core.wire_formats import (
     JSON,
     MSGPACK,
     choose,
@@ -144,7 +144,7 @@ def test_each_compressed_message_inflates_on_its_own(window_bits):
 
 def test_the_module_is_plain_python_and_msgpack():
     code = (
-        "import sys, feeds.wire_formats; "
+        "import sys, feeds.core.wire_formats; "
         "print(any(m.split('.')[0] in ('django', 'channels') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

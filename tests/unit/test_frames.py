@@ -1,4 +1,4 @@
-"""WebSocket text frames built by feeds.transport, read back by a real WebSocket parser."""
+"""WebSocket text frames built by feeds.deliver.server, read back by a real WebSocket parser."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from feeds.transport import forget_frames, frame_of, text_frame
+from feeds.deliver.server import forget_frames, frame_of, text_frame
 
 
 def parse(data: bytes) -> Frame:

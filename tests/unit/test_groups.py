@@ -1,4 +1,4 @@
-"""Symbol to channel-layer group names (feeds/groups.py)."""
+"""Symbol to channel-layer group names (feeds/core/groups.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from feeds.groups import (
+from feeds.core.groups import (
     GROUP_PREFIX,
     SERVERS_CONTROL_GROUP,
     TICKER_CONTROL_GROUP,

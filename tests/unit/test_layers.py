@@ -1,4 +1,4 @@
-"""The embedded channel layer (feeds/layers.py): Channels' semantics, without a yield per message."""
+"""The embedded channel layer (feeds/publish/layers.py): Channels' semantics, without a yield per message."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from channels.exceptions import ChannelFull
 
-from feeds.layers import LocalChannelLayer
+from feeds.publish.layers import LocalChannelLayer
 
 
 async def test_a_group_message_reaches_every_member_once_in_order():

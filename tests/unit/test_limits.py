@@ -1,8 +1,8 @@
-"""Per-connection request rate limiting (feeds/limits.py), on an injected clock."""
+"""Per-connection request rate limiting (feeds/core/limits.py), on an injected clock."""
 
 from __future__ import annotations
 
-from feeds.limits import TokenBucket
+from feeds.core.limits import TokenBucket
 
 # Binary fractions throughout, so the clock arithmetic is exact.
 RATE = 4.0  # one token every 0.25 s

@@ -1,4 +1,4 @@
-"""The per-connection outbox (feeds/outbox.py): batching, pausing and conflation."""
+"""The per-connection outbox (feeds/core/outbox.py): batching, pausing and conflation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from feeds.outbox import Outbox
+from feeds.core.outbox import Outbox
 
 
 class Recorder:

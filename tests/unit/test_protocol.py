@@ -1,4 +1,4 @@
-"""The wire protocol (feeds/protocol.py) against PROTOCOL.md: parsing and building."""
+"""The wire protocol (feeds/core/protocol.py) against PROTOCOL.md: parsing and building."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from feeds import protocol
-from feeds.engine import Quote
-from feeds.protocol import (
+from feeds.core import protocol
+from feeds.core.engine import Quote
+from feeds.core.protocol import (
     Auth,
     ErrorCode,
     ListSubscriptions,
@@ -524,7 +524,7 @@ def test_quote_fields_are_the_quote_less_type():
 def test_the_pure_modules_import_neither_django_nor_channels():
     code = (
         "import json, sys\n"
-        "import feeds.engine, feeds.protocol, feeds.limits, feeds.groups, feeds.outbox, feeds.throttle\n"
+        "import feeds.core.engine, feeds.core.protocol, feeds.core.limits, feeds.core.groups, feeds.core.outbox, feeds.core.throttle\n"
         "print(json.dumps(sorted(m for m in sys.modules"
         " if m.split('.')[0] in ('django', 'channels'))))\n"
     )

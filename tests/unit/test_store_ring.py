@@ -1,10 +1,10 @@
-"""The resume ring of the in-memory quote store (feeds/store.py): what ``replay`` hands back."""
+"""The resume ring of the in-memory quote store (feeds/publish/store.py): what ``replay`` hands back."""
 
 from __future__ import annotations
 
 import pytest
 
-from feeds.store import MemoryStore, missed_since
+from feeds.publish.store import MemoryStore, missed_since
 
 
 def text(symbol: str, seq: int) -> str:

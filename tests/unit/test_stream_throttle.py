@@ -1,4 +1,4 @@
-"""Per-subscription throttles (feeds/throttle.py) on a hand-driven clock and timer."""
+"""Per-subscription throttles (feeds/core/throttle.py) on a hand-driven clock and timer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from feeds.throttle import Throttle
+from feeds.core.throttle import Throttle
 
 
 class Timers:

@@ -1,7 +1,7 @@
 """``manage.py runticker``: the ticker as its own process, for scale-out on Redis.
 
 Run one or more; a lease in Redis makes one the leader and the others hot
-standbys (``feeds.leader``). SIGTERM or Ctrl-C gives the lease up at once, so
+standbys (``feeds.publish.leader``). SIGTERM or Ctrl-C gives the lease up at once, so
 a standby takes over without waiting for it to expire.
 
 ``--metrics-port`` serves this process's Prometheus figures (published quotes,
@@ -19,13 +19,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from deploy.procs import port_number
-from feeds.leader import Leader
-from feeds.metrics import serve_leader_metrics
-from feeds.redis_store import check_reachable
-from feeds.runtime import build_ticker, freeze_startup_objects
-from feeds.store import get_store
+from feeds.publish.leader import Leader
+from feeds.edges.metrics import serve_leader_metrics
+from feeds.publish.redis_store import check_reachable
+from feeds.deliver.runtime import build_ticker, freeze_startup_objects
+from feeds.publish.store import get_store
 
-logger = logging.getLogger("feeds.ticker")
+logger = logging.getLogger("feeds.publish.ticker")
 
 
 class Command(BaseCommand):

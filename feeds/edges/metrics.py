@@ -80,8 +80,8 @@ class FeedCollector(Collector):
         self.loop = loop
 
     def collect(self) -> Iterator[Any]:
-        from feeds import runtime
-        from feeds.hub import current_hub
+        from feeds.deliver import runtime
+        from feeds.deliver.hub import current_hub
 
         hub = current_hub(self.loop)
         connections = GaugeMetricFamily(

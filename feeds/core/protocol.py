@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
-from feeds.engine import Quote
+from feeds.core.engine import Quote
 
 PROTOCOL_VERSION = 1
 # The instrument symbol rule (feeds.models validates with it too).
@@ -169,7 +169,7 @@ def parse_client_frame(text: str) -> Request:
 
 
 def parse_request(data: object) -> Request:
-    """Validate a decoded request (a JSON text's, or a MessagePack frame's: feeds/wire_formats.py)."""
+    """Validate a decoded request (a JSON text's, or a MessagePack frame's: feeds/core/wire_formats.py)."""
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "a request is a JSON object")
     request_id = _request_id(data)

@@ -5,7 +5,7 @@
   Django's refusals of a request body (too large, too many fields) become
   JSON 413 / 400 instead of an HTML page. Anything else unhandled stays a 500
   for Django to log and report.
-- ``api_not_found`` is the catch-all view at the end of ``feeds.api.urls``:
+- ``api_not_found`` is the catch-all view at the end of ``feeds.edges.api.urls``:
   unknown URLs under ``/api/`` are ``404 {"detail": ...}`` whatever ``DEBUG``
   says, and a GET that only lacks its trailing slash is redirected, as
   ``APPEND_SLASH`` would do.

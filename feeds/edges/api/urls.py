@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from feeds.api import bars, errors, views
+from feeds.edges.api import bars, errors, views
 
 app_name = "api"
 

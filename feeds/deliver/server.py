@@ -50,7 +50,7 @@ from typing import Any
 
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 
-from feeds.wire_formats import JSON, OPCODE_TEXT, WireFormat, message_compressor
+from feeds.core.wire_formats import JSON, OPCODE_TEXT, WireFormat, message_compressor
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 
-from feeds.protocol import with_prev_seq
+from feeds.core.protocol import with_prev_seq
 
 Send = Callable[[str, bool], Awaitable[None]]  # (frame text, one shareable message?)
 Write = Callable[[list[str], bool], bool]  # (frame texts, shareable?) -> written at once?
@@ -89,7 +89,7 @@ class Outbox:
         self.paused = False
         self.scheduled = False
         self.conflated = 0  # quotes replaced while held: the client's seq gaps
-        self.quotes_sent = 0  # quotes queued for the wire (feeds.metrics: delivered)
+        self.quotes_sent = 0  # quotes queued for the wire (feeds.edges.metrics: delivered)
         self.last_sent = time.monotonic()
 
     def quote(self, symbol: str, seq: int, text: str, prev: int) -> None:

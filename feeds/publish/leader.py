@@ -29,10 +29,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from feeds.outage import STORE, outage
-from feeds.ticker import Ticker
+from feeds.publish.outage import STORE, outage
+from feeds.publish.ticker import Ticker
 
-logger = logging.getLogger("feeds.ticker")
+logger = logging.getLogger("feeds.publish.ticker")
 
 RETRY_S = 1.0  # after Redis or the database failed us
 

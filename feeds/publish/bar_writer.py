@@ -1,6 +1,6 @@
 """Bars from the ticker to the database: in batches, off the event loop, never in its way.
 
-The ticker feeds ``BarWriter.record`` (the aggregator's, ``feeds.bars``) with
+The ticker feeds ``BarWriter.record`` (the aggregator's, ``feeds.core.bars``) with
 every quote it makes; that costs a subtraction for a quote without a trade and
 touches no I/O. Every ``FEED_BARS_FLUSH_S`` the writer stores the bars that
 changed since its last flush with one bulk upsert, in a worker thread, and at
@@ -30,8 +30,8 @@ from channels.db import database_sync_to_async
 from django.db import InterfaceError, OperationalError
 
 from feeds import models
-from feeds.bars import Bar, BarAggregator, merge
-from feeds.outage import DATABASE, outage
+from feeds.core.bars import Bar, BarAggregator, merge
+from feeds.publish.outage import DATABASE, outage
 
 logger = logging.getLogger(__name__)
 

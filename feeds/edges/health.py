@@ -10,7 +10,7 @@ loop, where the consumers use them.
 A staff user (session, or ``Authorization: Token ...``) also gets
 ``"process"``: what this server process holds (open WebSockets, registered
 connections, symbols and subscriptions, layer groups joined, the longest
-outbox, RSS; ``feeds.runtime.process_stats``), to watch for leaks from
+outbox, RSS; ``feeds.deliver.runtime.process_stats``), to watch for leaks from
 outside. Counts only; anyone else never sees it.
 """
 
@@ -28,9 +28,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from feeds import runtime
+from feeds.deliver import runtime
 from feeds.auth import user_for_token
-from feeds.store import get_store
+from feeds.publish.store import get_store
 
 logger = logging.getLogger(__name__)
 

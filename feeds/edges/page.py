@@ -14,8 +14,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from feeds.health import requesting_user
-from feeds.metrics import exposition
+from feeds.edges.health import requesting_user
+from feeds.edges.metrics import exposition
 
 # The consumer's route (marketfeed/asgi.py); the page builds ws(s)://<its own host> + this.
 QUOTES_WS_PATH = "/ws/quotes/"
@@ -50,7 +50,7 @@ def _bars_url() -> str:
 @never_cache
 @require_safe
 async def metrics(request: HttpRequest) -> HttpResponse:
-    """This process's figures (feeds.metrics) for a staff user or the metrics token's bearer."""
+    """This process's figures (feeds.edges.metrics) for a staff user or the metrics token's bearer."""
     refused = await _metrics_refusal(request)
     if refused is not None:
         status, detail = refused

@@ -6,7 +6,7 @@ cannot answer. ``DatabaseUnavailableMiddleware`` turns the driver's
 ``OperationalError`` / ``InterfaceError`` raised in a view into 503 with a
 ``Retry-After``: ``{"detail": ...}`` JSON under ``/api/`` (PROTOCOL.md: API
 errors are JSON), a short plain page elsewhere. The outage is logged once
-(``feeds.outage``), not as a traceback per request; other errors are left to
+(``feeds.publish.outage``), not as a traceback per request; other errors are left to
 Django as before.
 """
 
@@ -16,7 +16,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.deprecation import MiddlewareMixin
 
-from feeds.outage import DATABASE, outage
+from feeds.publish.outage import DATABASE, outage
 
 API_PREFIX = "/api/"
 RETRY_AFTER_S = 5  # a hint for clients and balancers; the database usually returns within that

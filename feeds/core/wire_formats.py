@@ -2,7 +2,7 @@
 
 A connection picks its format once, with ``?format=`` on the WebSocket URL
 (PROTOCOL.md "MessagePack frames"). Every server message is built as JSON
-text in one place (feeds/protocol.py) and the ticker encodes a quote once;
+text in one place (feeds/core/protocol.py) and the ticker encodes a quote once;
 a MessagePack connection gets that text converted (``to_msgpack``), and the
 transport caches the converted frame of a shared text for the flush pass, so
 a quote is converted once per process, not once per subscriber.
@@ -21,8 +21,8 @@ from urllib.parse import parse_qs
 
 import msgpack
 
-from feeds import protocol
-from feeds.protocol import ErrorCode, ProtocolError
+from feeds.core import protocol
+from feeds.core.protocol import ErrorCode, ProtocolError
 
 FORMAT_PARAMETER = "format"
 OPCODE_TEXT = 1

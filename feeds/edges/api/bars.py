@@ -1,6 +1,6 @@
 """GET /api/bars/{symbol}/: an instrument's OHLCV bars (PROTOCOL.md "Bars").
 
-The rows are the one-minute bars the ticker stores (``feeds.bar_writer``);
+The rows are the one-minute bars the ticker stores (``feeds.publish.bar_writer``);
 longer intervals are rolled up from them here, in Python, reading at most
 ``limit`` × (minutes per bar) rows. The newest bar is read from the database,
 so it may be up to ``FEED_BARS_FLUSH_S`` behind the live quotes, in every
@@ -20,9 +20,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from feeds.api import schema
-from feeds.api.views import _instrument_or_404
-from feeds.bars import Bar, roll_up
+from feeds.edges.api import schema
+from feeds.edges.api.views import _instrument_or_404
+from feeds.core.bars import Bar, roll_up
 from feeds.models import Bar as BarRow
 from feeds.models import Instrument
 

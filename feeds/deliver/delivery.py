@@ -14,10 +14,10 @@ import logging
 from collections import deque
 from typing import Any
 
-from feeds import protocol
-from feeds.outbox import Outbox
-from feeds.protocol import State
-from feeds.throttle import Throttle
+from feeds.core import protocol
+from feeds.core.outbox import Outbox
+from feeds.core.protocol import State
+from feeds.core.throttle import Throttle
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Output serializers are explicit, field by field, so the JSON a client sees is
 read here rather than inferred from the model. Quotes have no serializer: their
 shape is the ``quote`` message of the wire protocol, built once by
-``feeds.protocol.encode_quote`` and shown through ``protocol.quote_fields``.
+``feeds.core.protocol.encode_quote`` and shown through ``protocol.quote_fields``.
 """
 
 from __future__ import annotations

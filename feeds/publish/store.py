@@ -182,7 +182,7 @@ def get_store() -> QuoteStore:
         from django.conf import settings
 
         if settings.REDIS_URL:
-            from feeds.redis_store import RedisStore
+            from feeds.publish.redis_store import RedisStore
 
             _store = RedisStore(
                 settings.REDIS_URL, lease_s=settings.FEED_LEASE_S, ring=settings.FEED_RESUME_RING

@@ -24,12 +24,12 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from feeds import protocol
-from feeds.groups import SERVERS_CONTROL_GROUP, group_for_symbol
-from feeds.metrics import quote_arrived
-from feeds.outage import STORE, outage
-from feeds.outbox import Outbox
-from feeds.transport import forget_frames
+from feeds.core import protocol
+from feeds.core.groups import SERVERS_CONTROL_GROUP, group_for_symbol
+from feeds.edges.metrics import quote_arrived
+from feeds.publish.outage import STORE, outage
+from feeds.core.outbox import Outbox
+from feeds.deliver.server import forget_frames
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._started: asyncio.Future[None] | None = None
         self.quotes_received = 0
-        # What connections that have gone had counted (feeds.metrics reads these).
+        # What connections that have gone had counted (feeds.edges.metrics reads these).
         self.retired_conflated = 0
         self.retired_quotes_sent = 0
         self.epoch: str | None = None  # of the newest quote received
@@ -217,7 +217,7 @@ class Hub:
         previous, self.epoch = self.epoch, epoch
         if previous is None:
             return
-        # INFO: it follows an outage already reported (feeds.outage), or a deliberate reset.
+        # INFO: it follows an outage already reported (feeds.publish.outage), or a deliberate reset.
         logger.info("hub: epoch %s -> %s; sending fresh snapshots", previous, epoch)
         for conn in list(self.connections):
             conn.on_epoch(epoch)

@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 
-from feeds.api.serializers import (
+from feeds.edges.api.serializers import (
     InstrumentFilterSerializer,
     InstrumentOutputSerializer,
     TokenInputSerializer,

@@ -33,7 +33,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from feeds.store import DEFAULT_RING, Fenced, SavedQuote, missed_since, new_epoch
+from feeds.publish.store import DEFAULT_RING, Fenced, SavedQuote, missed_since, new_epoch
 
 PREFIX = "mf:"
 # After a Redis restart the pool's connections are dead; a command retries on a new

@@ -30,14 +30,14 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from feeds import engine, protocol
-from feeds.bar_writer import BarWriter
-from feeds.engine import InstrumentSpec, MarketState
-from feeds.groups import SERVERS_CONTROL_GROUP, TICKER_CONTROL_GROUP, group_for_symbol
-from feeds.outage import DATABASE, STORE, outage
-from feeds.protocol import State
+from feeds.core import engine, protocol
+from feeds.publish.bar_writer import BarWriter
+from feeds.core.engine import InstrumentSpec, MarketState
+from feeds.core.groups import SERVERS_CONTROL_GROUP, TICKER_CONTROL_GROUP, group_for_symbol
+from feeds.publish.outage import DATABASE, STORE, outage
+from feeds.core.protocol import State
 from feeds.services import INSTRUMENTS_ADDED, INSTRUMENTS_CHANGED, ListedInstrument
-from feeds.store import Fenced, QuoteStore
+from feeds.publish.store import Fenced, QuoteStore
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class Ticker:
         self.fenced = asyncio.Event()
         self.epoch: str | None = None
         self.published = 0
-        # One-minute bars of the trades (feeds.bars), stored in batches by their own task.
+        # One-minute bars of the trades (feeds.core.bars), stored in batches by their own task.
         self.bars = bars or BarWriter.from_settings()
 
     # --- lifecycle ---------------------------------------------------------------------------

@@ -31,22 +31,24 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import DatabaseError
 
-from feeds import auth, entitlements, protocol, wire_formats
+from feeds import auth, entitlements
+
+from feeds.core import protocol, wire_formats
 from feeds.auth import peer, user_for_token
-from feeds.delivery import Delivery
-from feeds.hub import Hub, get_hub
-from feeds.limits import TokenBucket
-from feeds.metrics import count_error
-from feeds.outbox import Outbox
-from feeds.protocol import CloseCode, ErrorCode, ProtocolError, State
+from feeds.deliver.delivery import Delivery
+from feeds.deliver.hub import Hub, get_hub
+from feeds.core.limits import TokenBucket
+from feeds.edges.metrics import count_error
+from feeds.core.outbox import Outbox
+from feeds.core.protocol import CloseCode, ErrorCode, ProtocolError, State
 from feeds.services import (
     INSTRUMENTS_ADDED,
     instruments_active_by_symbol,
     instruments_all_by_symbol,
 )
-from feeds.store import QuoteStore, get_store
-from feeds.throttle import Throttle
-from feeds.transport import SERVER_SEND, Transport, attach
+from feeds.publish.store import QuoteStore, get_store
+from feeds.core.throttle import Throttle
+from feeds.deliver.server import SERVER_SEND, Transport, attach
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class QuoteConsumer(Delivery, AsyncConsumer):  # type: ignore[misc]
         self._tasks: set[asyncio.Task[None]] = set()
         self.hub: Hub | None = None
         self.store: QuoteStore = get_store()
-        # ?format= (feeds/wire_formats.py); an unknown one is refused once accepted.
+        # ?format= (feeds/core/wire_formats.py); an unknown one is refused once accepted.
         self.wire, self._wire_error = wire_formats.choose(scope.get("query_string", b""))
         self.transport: Transport = attach(
             scope.get(SERVER_SEND, send),
@@ -489,7 +491,7 @@ class QuoteConsumer(Delivery, AsyncConsumer):  # type: ignore[misc]
         self.outbox.control(protocol.unsubscribed(symbols, request.id))
         await leave
 
-    # --- called by the hub (quotes and status: feeds/delivery.py) ---------------------------------
+    # --- called by the hub (quotes and status: feeds/deliver/delivery.py) ---------------------------------
 
     def on_server_event(self, event: dict[str, Any]) -> None:
         """Messages for every connection of the process: revocations, new instruments, licences."""

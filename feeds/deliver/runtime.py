@@ -31,11 +31,11 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from feeds import services
-from feeds.groups import SERVERS_CONTROL_GROUP
-from feeds.protocol import CloseCode, ReconnectReason
-from feeds.store import get_store
-from feeds.ticker import Ticker
-from feeds.transport import AsgiSend, attach
+from feeds.core.groups import SERVERS_CONTROL_GROUP
+from feeds.core.protocol import CloseCode, ReconnectReason
+from feeds.publish.store import get_store
+from feeds.publish.ticker import Ticker
+from feeds.deliver.server import AsgiSend, attach
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ _embedded: dict[asyncio.AbstractEventLoop, asyncio.Task[Ticker]] = {}
 SHUTDOWN_GRACE_S = 2.0
 SHUTDOWN_POLL_S = 0.05
 
-# key -> the server's own ASGI ``send`` of one open WebSocket (feeds.transport).
+# key -> the server's own ASGI ``send`` of one open WebSocket (feeds.deliver.server).
 _websockets: dict[object, AsgiSend] = {}
 
 
@@ -87,7 +87,7 @@ def ensure_embedded() -> None:
 
 def embedded_ticker(loop: asyncio.AbstractEventLoop | None = None) -> Ticker | None:
     """The embedded ticker of ``loop`` (default: the running one, if any) once it runs, else None."""
-    from feeds.hub import running_loop
+    from feeds.deliver.hub import running_loop
 
     task = _embedded.get(loop or running_loop())  # type: ignore[arg-type]
     if task is None or not task.done() or task.cancelled() or task.exception() is not None:
@@ -154,7 +154,7 @@ class Reconnectable(Protocol):
 async def shutdown(*, interruptible: bool = False) -> None:
     """What a server process does before it exits: its clients first, then its embedded ticker.
 
-    Stopping the ticker writes its last bars (feeds.bar_writer), which a plain
+    Stopping the ticker writes its last bars (feeds.publish.bar_writer), which a plain
     exit would lose: up to ``FEED_BARS_FLUSH_S`` of them.
     """
     await shutdown_websockets(interruptible=interruptible)
@@ -173,7 +173,7 @@ async def shutdown_websockets(*, grace_s: float | None = None, interruptible: bo
     first one started the shutdown), so an impatient operator never waits twice.
     Returns how many WebSockets were still open for the 1001.
     """
-    from feeds.hub import get_hub
+    from feeds.deliver.hub import get_hub
 
     grace = settings.FEED_RECONNECT_GRACE_S if grace_s is None else grace_s
     if grace > 0 and _websockets:
@@ -234,7 +234,7 @@ def _still_open(send: AsgiSend) -> bool:
 
 async def process_stats() -> dict[str, Any]:
     """What this process holds, for the staff view of /healthz: counts only, no names."""
-    from feeds.hub import get_hub
+    from feeds.deliver.hub import get_hub
 
     hub = await get_hub()
     gc.collect()  # a pause of some ms, for a staff call: count what is really still reachable

@@ -8,7 +8,7 @@ WebSocket, one SSE event each, ``event:`` naming the message type and
 ``Last-Event-ID`` and the stream resumes from the quote store's ring
 (PROTOCOL.md, "Server-Sent Events").
 
-A stream is a hub subscriber like a WebSocket connection (feeds/hub.py): the
+A stream is a hub subscriber like a WebSocket connection (feeds/deliver/hub.py): the
 same groups, the same store, the same conflating ``Outbox``, heartbeats from
 the hub's sweep. Under daphne a flush goes to Twisted's request in one write,
 and the request's channel relays the TCP transport's pause and resume to the
@@ -36,20 +36,22 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.db import DatabaseError
 
-from feeds import auth, entitlements, protocol
+from feeds import auth, entitlements
+
+from feeds.core import protocol
 from feeds.auth import handshake_token, origin_allowed, peer, user_for_token
-from feeds.consumers import all_instruments, lookup_instruments
-from feeds.delivery import Delivery
+from feeds.edges.websocket import all_instruments, lookup_instruments
+from feeds.deliver.delivery import Delivery
 from feeds.entitlements import visible_symbols
-from feeds.hub import Hub, get_hub
-from feeds.middleware import DETAIL as DATABASE_DOWN_DETAIL
-from feeds.middleware import RETRY_AFTER_S
-from feeds.outbox import Outbox
-from feeds.protocol import ErrorCode, State
+from feeds.deliver.hub import Hub, get_hub
+from feeds.edges.middleware import DETAIL as DATABASE_DOWN_DETAIL
+from feeds.edges.middleware import RETRY_AFTER_S
+from feeds.core.outbox import Outbox
+from feeds.core.protocol import ErrorCode, State
 from feeds.services import INSTRUMENTS_ADDED
-from feeds.store import QuoteStore, get_store
-from feeds.throttle import Throttle
-from feeds.transport import SERVER_SEND, _limit_socket_buffer, _Producer
+from feeds.publish.store import QuoteStore, get_store
+from feeds.core.throttle import Throttle
+from feeds.deliver.server import SERVER_SEND, _limit_socket_buffer, _Producer
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +159,7 @@ _TS_FIELD = '"ts":'
 def event(text: str) -> str:
     """The SSE event of one server message (a JSON object text): id, event and data lines.
 
-    Read from the layout ``feeds.protocol`` writes (type first, no raw
+    Read from the layout ``feeds.core.protocol`` writes (type first, no raw
     newlines); anything else is decoded, so the event is right either way.
     """
     start = len(_TYPE_PREFIX)
@@ -213,7 +215,7 @@ def resume_from(ring: list[str], cutoff_ts: int) -> list[str] | None:
 class Stream(Delivery):
     """One SSE response: a hub subscriber with a fixed set of symbols."""
 
-    kind = "sse"  # feeds.metrics counts connections by kind
+    kind = "sse"  # feeds.edges.metrics counts connections by kind
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from feeds.engine import Quote
+from feeds.core.engine import Quote
 
 PERIOD_S = 60
 US_PER_S = 1_000_000

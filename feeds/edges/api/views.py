@@ -32,10 +32,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from feeds import services
-from feeds.api import schema
-from feeds.api.pagination import InstrumentPagination
-from feeds.api.parsers import SafeJSONParser
-from feeds.api.serializers import (
+from feeds.edges.api import schema
+from feeds.edges.api.pagination import InstrumentPagination
+from feeds.edges.api.parsers import SafeJSONParser
+from feeds.edges.api.serializers import (
     InstrumentFilterSerializer,
     InstrumentOutputSerializer,
     TokenInputSerializer,
@@ -43,8 +43,8 @@ from feeds.api.serializers import (
 )
 from feeds.entitlements import visible_instruments
 from feeds.models import Instrument
-from feeds.protocol import is_symbol, quote_fields
-from feeds.store import get_store
+from feeds.core.protocol import is_symbol, quote_fields
+from feeds.publish.store import get_store
 
 logger = logging.getLogger(__name__)
 
