@@ -35,12 +35,11 @@ from django.conf import settings
 from django.db import transaction
 from django.http.request import split_domain_port, validate_host
 
+from feeds.core import events
 from feeds.core.groups import SERVERS_CONTROL_GROUP
 
 logger = logging.getLogger(__name__)
 
-# The layer message type every connection sees through the hub (on_server_event).
-AUTH_REVOKED = "auth.revoked"
 # DRF token keys are 40 characters (the column's length); anything else, and
 # anything not printable ASCII (NUL, lone surrogates), is refused before SQL.
 _TOKEN_RE = re.compile(r"[!-~]{1,40}")
@@ -162,11 +161,9 @@ class TokenAuthMiddleware:
 
 def revoked_event(*, tokens: Iterable[str] = (), users: Iterable[object] = ()) -> dict[str, Any]:
     """The layer message: token digests and user ids (as strings) whose connections must close."""
-    return {
-        "type": AUTH_REVOKED,
-        "tokens": [token_digest(key) for key in tokens],
-        "users": [str(pk) for pk in users],
-    }
+    return events.auth_revoked(
+        token_digests=[token_digest(key) for key in tokens], user_ids=[str(pk) for pk in users]
+    )
 
 
 def revoke_on_commit(*, tokens: Iterable[str] = (), users: Iterable[object] = ()) -> None:

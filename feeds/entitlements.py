@@ -35,13 +35,12 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Upper
 
 from feeds.auth import notify_servers
+from feeds.core import events
 from feeds.models import Entitlement, Instrument
 from feeds.core.protocol import ErrorCode, ProtocolError, RequestId
 
 logger = logging.getLogger(__name__)
 
-# The layer message type every connection sees through the hub (on_server_event).
-ENTITLEMENTS_CHANGED = "entitlements.changed"
 # A not_entitled error message names at most this many symbols in its text (all in "symbols").
 _NAMED_IN_MESSAGE = 20
 
@@ -180,7 +179,7 @@ async def enforce(conns: Iterable[Entitled]) -> None:
 def concerns(event: dict[str, Any], user_key: str | None) -> bool:
     """True when ``event`` is an entitlement change for the user of ``user_key``."""
     return (
-        event.get("type") == ENTITLEMENTS_CHANGED
+        event.get("type") == events.ENTITLEMENTS_CHANGED
         and user_key is not None
         and user_key in event.get("users", ())
     )
@@ -191,7 +190,7 @@ def concerns(event: dict[str, Any], user_key: str | None) -> bool:
 
 def changed_event(users: Iterable[object]) -> dict[str, Any]:
     """The layer message: the ids (as strings) of the users whose visible set may have shrunk."""
-    return {"type": ENTITLEMENTS_CHANGED, "users": sorted({str(pk) for pk in users})}
+    return events.entitlements_changed(str(pk) for pk in users)
 
 
 def changed_on_commit(users: Iterable[object]) -> None:

@@ -16,17 +16,13 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import Count, Max, QuerySet
 
+from feeds.core import events
 from feeds.core.engine import InstrumentSpec
 from feeds.core.groups import TICKER_CONTROL_GROUP
 from feeds.models import Instrument
 
 logger = logging.getLogger(__name__)
 
-INSTRUMENTS_CHANGED = "instruments.changed"
-# --- wildcard subscriptions (issue 7) ---
-# Ticker to every server, with "symbols": symbols new to the instrument table,
-# so that connections subscribed to "*" take them in.
-INSTRUMENTS_ADDED = "instruments.added"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +85,7 @@ def instruments_changed_notify() -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(TICKER_CONTROL_GROUP, {"type": INSTRUMENTS_CHANGED})
+        async_to_sync(layer.group_send)(TICKER_CONTROL_GROUP, events.instruments_changed())
     except Exception:
         logger.warning("could not tell the ticker about an instrument change; its poll will", exc_info=True)
 

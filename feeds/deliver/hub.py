@@ -24,9 +24,9 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
-from feeds.core import protocol
+from feeds.core import events, protocol
 from feeds.core.groups import SERVERS_CONTROL_GROUP, group_for_symbol
-from feeds.edges.metrics import quote_arrived
+from feeds.deliver.counters import quote_arrived
 from feeds.publish.outage import STORE, outage
 from feeds.core.outbox import Outbox
 from feeds.deliver.server import forget_frames
@@ -192,22 +192,22 @@ class Hub:
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "quote":
+        if kind == events.QUOTE:
             self.quotes_received += 1
-            epoch = message.get("e")
+            epoch = message.get("epoch")
             if epoch != self.epoch and epoch is not None:
                 self._epoch_changed(epoch)
-            symbol = message["s"]
-            quote_arrived(message["t"])
+            symbol, text = message["symbol"], message["text"]
+            quote_arrived(text)
             members = self.members.get(symbol)
             if members:
-                seq, text = message["q"], message["t"]
+                seq = message["seq"]
                 for conn in members:
                     conn.deliver_quote(symbol, seq, text)
-        elif kind == "status":
-            symbol = message["s"]
+        elif kind == events.STATUS:
+            symbol = message["symbol"]
             for conn in list(self.members.get(symbol, ())):
-                conn.deliver_status(symbol, message["t"])
+                conn.deliver_status(symbol, message["text"])
         else:
             for conn in list(self.connections):
                 conn.on_server_event(message)

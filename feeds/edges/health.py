@@ -28,6 +28,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
+from feeds.core import events
 from feeds.deliver import runtime
 from feeds.auth import user_for_token
 from feeds.publish.store import get_store
@@ -59,7 +60,7 @@ async def check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured")
-    await layer.group_send(HEALTH_GROUP, {"type": "health.check"})
+    await layer.group_send(HEALTH_GROUP, events.health_check())
 
 
 async def check_store() -> None:

@@ -38,7 +38,7 @@ from django.db import DatabaseError
 
 from feeds import auth, entitlements
 
-from feeds.core import protocol
+from feeds.core import events, protocol
 from feeds.auth import handshake_token, origin_allowed, peer, user_for_token
 from feeds.edges.websocket import all_instruments, lookup_instruments
 from feeds.deliver.delivery import Delivery
@@ -48,7 +48,6 @@ from feeds.edges.middleware import DETAIL as DATABASE_DOWN_DETAIL
 from feeds.edges.middleware import RETRY_AFTER_S
 from feeds.core.outbox import Outbox
 from feeds.core.protocol import ErrorCode, State
-from feeds.services import INSTRUMENTS_ADDED
 from feeds.publish.store import QuoteStore, get_store
 from feeds.core.throttle import Throttle
 from feeds.deliver.server import SERVER_SEND, _limit_socket_buffer, _Producer
@@ -409,13 +408,13 @@ class Stream(Delivery):
         kind = event.get("type")
         if entitlements.concerns(event, self.user_key):
             self._spawn(entitlements.enforce([self]))
-        if kind == auth.AUTH_REVOKED:
+        if kind == events.AUTH_REVOKED:
             tokens, users = event.get("tokens", ()), event.get("users", ())
             if self.token_digest in tokens or self.user_key in users:
                 logger.info("sse %s: credentials of %s revoked", self.conn_id, self.user)
                 self.farewell = protocol.error(ErrorCode.UNAUTHORIZED, "credentials revoked")
                 self.ended.set()
-        elif kind == INSTRUMENTS_ADDED and self.params.wildcard:
+        elif kind == events.INSTRUMENTS_ADDED and self.params.wildcard:
             symbols = event.get("symbols")
             if isinstance(symbols, list):
                 self._spawn(self._wildcard_add([s for s in symbols if isinstance(s, str)]))

@@ -33,16 +33,15 @@ from django.db import DatabaseError
 
 from feeds import auth, entitlements
 
-from feeds.core import protocol, wire_formats
+from feeds.core import events, protocol, wire_formats
 from feeds.auth import peer, user_for_token
 from feeds.deliver.delivery import Delivery
 from feeds.deliver.hub import Hub, get_hub
 from feeds.core.limits import TokenBucket
-from feeds.edges.metrics import count_error
+from feeds.deliver.counters import count_error
 from feeds.core.outbox import Outbox
 from feeds.core.protocol import CloseCode, ErrorCode, ProtocolError, State
 from feeds.services import (
-    INSTRUMENTS_ADDED,
     instruments_active_by_symbol,
     instruments_all_by_symbol,
 )
@@ -495,11 +494,11 @@ class QuoteConsumer(Delivery, AsyncConsumer):  # type: ignore[misc]
 
     def on_server_event(self, event: dict[str, Any]) -> None:
         """Messages for every connection of the process: revocations, new instruments, licences."""
-        if event.get("type") == auth.AUTH_REVOKED and self.state is ConnState.OPEN:
+        if event.get("type") == events.AUTH_REVOKED and self.state is ConnState.OPEN:
             if self.token_digest in event.get("tokens", ()) or self.user_key in event.get("users", ()):
                 self.revoke()
         # New instruments join a "*" subscription.
-        if event.get("type") == INSTRUMENTS_ADDED and self.wildcard_throttle_ms is not None:
+        if event.get("type") == events.INSTRUMENTS_ADDED and self.wildcard_throttle_ms is not None:
             symbols = event.get("symbols")
             if isinstance(symbols, list):
                 named = dict.fromkeys(s for s in symbols if isinstance(s, str))

@@ -36,7 +36,8 @@ from feeds.core.engine import InstrumentSpec, MarketState
 from feeds.core.groups import SERVERS_CONTROL_GROUP, TICKER_CONTROL_GROUP, group_for_symbol
 from feeds.publish.outage import DATABASE, STORE, outage
 from feeds.core.protocol import State
-from feeds.services import INSTRUMENTS_ADDED, INSTRUMENTS_CHANGED, ListedInstrument
+from feeds.core import events
+from feeds.services import ListedInstrument
 from feeds.publish.store import Fenced, QuoteStore
 
 logger = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ class Ticker:
             for symbol in coming:
                 await self._publish_status(symbol, State.TRADING)
         if added:  # --- wildcard subscriptions: "*" connections join them ---
-            await self.layer.group_send(SERVERS_CONTROL_GROUP, {"type": INSTRUMENTS_ADDED, "symbols": added})
+            await self.layer.group_send(SERVERS_CONTROL_GROUP, events.instruments_added(added))
         if going or coming:
             logger.info(
                 "instruments reloaded: %d ticking, halted %s, started %s",
@@ -260,14 +261,14 @@ class Ticker:
         send = self.layer.group_send
         for symbol, seq, text in quotes:
             await send(
-                group_for_symbol(symbol), {"type": "quote", "s": symbol, "q": seq, "t": text, "e": epoch}
+                group_for_symbol(symbol), events.quote(symbol=symbol, seq=seq, text=text, epoch=epoch)
             )
         self.published += len(quotes)
         return len(quotes)
 
     async def _publish_status(self, symbol: str, state: State) -> None:
         text = protocol.status(symbol, state)
-        await self.layer.group_send(group_for_symbol(symbol), {"type": "status", "s": symbol, "t": text})
+        await self.layer.group_send(group_for_symbol(symbol), events.status(symbol=symbol, text=text))
 
     # --- control -----------------------------------------------------------------------------
 
@@ -282,7 +283,7 @@ class Ticker:
                 outage(STORE).failed("ticker control", exc)
                 await asyncio.sleep(FAILURE_BACKOFF_S)
                 continue
-            if message.get("type") == INSTRUMENTS_CHANGED:
+            if message.get("type") == events.INSTRUMENTS_CHANGED:
                 self._reload_now.set()
 
     async def _poll_loop(self) -> None:

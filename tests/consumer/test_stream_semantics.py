@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from feeds import services
+from feeds.core import events
 from feeds.core.groups import group_for_symbol
 from feeds.models import Instrument
 from feeds.publish.store import MemoryStore
@@ -220,7 +221,7 @@ async def test_a_quote_lost_upstream_arrives_marked_with_the_seq_the_client_had(
     seq, text = (await ticker.store.latest(["AAPL"]))["AAPL"]
     skipped = text.replace(f'"seq":{seq},', f'"seq":{seq + 2},')
     await get_channel_layer().group_send(
-        group_for_symbol("AAPL"), {"type": "quote", "s": "AAPL", "q": seq + 2, "t": skipped}
+        group_for_symbol("AAPL"), events.quote(symbol="AAPL", seq=seq + 2, text=skipped, epoch=snap["epoch"])
     )
     for client in (a, b):
         quote, _ = await client.recv_until(is_quote("AAPL"))

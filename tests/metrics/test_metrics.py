@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 import websockets
 
+from feeds.deliver import counters
 from feeds.edges import metrics
 
 from feeds.core import protocol
@@ -31,17 +32,17 @@ def sample(text: str, name: str, labels: str = "") -> float | None:
 
 
 def lag_count() -> float:
-    return metrics.REGISTRY.get_sample_value("marketfeed_ticker_lag_seconds_count") or 0.0
+    return counters.REGISTRY.get_sample_value("marketfeed_ticker_lag_seconds_count") or 0.0
 
 
 def test_a_quotes_age_is_read_from_its_own_text():
     def observe(age_s: float) -> None:
         ts = int((time.time() - age_s) * 1e6)
         quote = Quote("AAPL", 1.0, 1.01, 1, 1, 1.0, 1, 1, ts)
-        metrics.quote_arrived(protocol.encode_quote(quote, 5))
+        counters.quote_arrived(protocol.encode_quote(quote, 5))
 
     def bucket(le: str) -> float:
-        return metrics.REGISTRY.get_sample_value("marketfeed_ticker_lag_seconds_bucket", {"le": le})
+        return counters.REGISTRY.get_sample_value("marketfeed_ticker_lag_seconds_bucket", {"le": le})
 
     before = lag_count(), bucket("0.25"), bucket("5.0")
     observe(1.0)  # a quote one second old: above 0.25 s, below 5 s
@@ -49,22 +50,22 @@ def test_a_quotes_age_is_read_from_its_own_text():
     assert (bucket("0.25"), bucket("5.0")) == (before[1], before[2] + 1)
     # Its ts ends the text; a prev_seq or other field after it must not confuse the reader.
     spliced = protocol.encode_quote(Quote("AAPL", 1.0, 1.01, 1, 1, 1.0, 1, 1, int(time.time() * 1e6)), 6)
-    metrics.quote_arrived(spliced[:-1] + ',"prev_seq":4}')
+    counters.quote_arrived(spliced[:-1] + ',"prev_seq":4}')
     assert lag_count() == before[0] + 2 and bucket("0.25") == before[1] + 1
 
 
 @pytest.mark.parametrize("text", ['{"type":"quote"}', '{"ts":"x"}', '{"ts":}', ""])
 def test_a_text_without_a_readable_ts_is_not_counted(text):
     before = lag_count()
-    metrics.quote_arrived(text)
+    counters.quote_arrived(text)
     assert lag_count() == before
 
 
 def test_errors_are_counted_by_code():
-    before = metrics.ERRORS.labels(code="bad_json")._value.get()
-    metrics.count_error(protocol.ErrorCode.BAD_JSON)
+    before = counters.ERRORS.labels(code="bad_json")._value.get()
+    counters.count_error(protocol.ErrorCode.BAD_JSON)
     assert "marketfeed_errors_total{code=\"bad_json\"}" in metrics.exposition().decode()
-    assert metrics.ERRORS.labels(code="bad_json")._value.get() == before + 1
+    assert counters.ERRORS.labels(code="bad_json")._value.get() == before + 1
 
 
 # --- who may read -----------------------------------------------------------------------
