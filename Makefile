@@ -1,5 +1,5 @@
 # Conveniences; each target is the same command the README gives.
-.PHONY: run test lint cluster bench bench-quick
+.PHONY: run test lint types cluster bench bench-quick
 run:
 	python3 run.py
 test:
@@ -11,4 +11,6 @@ bench:
 bench-quick:
 	python3 run.py bench quick
 lint:
-	.venv/bin/ruff check . || true
+	.venv/bin/ruff check .
+types:
+	.venv/bin/mypy

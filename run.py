@@ -85,6 +85,12 @@ def serve() -> int:
 
 
 def test(args: list[str]) -> int:
+    # The gates first, a second or two between them: lint over the tree, strict types over the
+    # pure core (both configured in pyproject.toml). The first that fails stops the run.
+    for gate in (["ruff", "check", "."], ["mypy"]):
+        code = subprocess.call([str(VENV / "bin" / gate[0]), *gate[1:]], cwd=ROOT)
+        if code:
+            return code
     # pytest exits 5 when it collects nothing; that is a failure here, not a pass.
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT)
 

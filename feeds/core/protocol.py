@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any
+from typing import Any, TypeGuard
 
 from feeds.core.engine import Quote
 
@@ -209,11 +209,11 @@ def readable_id(text: str) -> RequestId:
     if isinstance(data, dict):
         value = data.get("id")
         if _is_id(value):
-            return value  # type: ignore[no-any-return]
+            return value
     return None
 
 
-def _is_id(value: object) -> bool:
+def _is_id(value: object) -> TypeGuard[str | int]:
     return isinstance(value, str | int) and not isinstance(value, bool)
 
 
@@ -223,7 +223,7 @@ def _request_id(data: dict[str, Any]) -> RequestId:
     value = data["id"]
     if not _is_id(value):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "'id' must be a string or an integer")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _subscribe(data: dict[str, Any], request_id: RequestId) -> Subscribe:
@@ -245,7 +245,7 @@ def _bad(message: str, request_id: RequestId) -> ProtocolError:
     return ProtocolError(ErrorCode.BAD_REQUEST, message, request_id=request_id)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -253,7 +253,7 @@ def _throttle_ms(data: dict[str, Any], request_id: RequestId) -> int:
     value = data.get("throttle_ms", 0)
     if not _is_int(value) or not 0 <= value <= MAX_THROTTLE_MS:
         raise _bad(f"'throttle_ms' must be an integer from 0 to {MAX_THROTTLE_MS}", request_id)
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def _since(data: dict[str, Any], request_id: RequestId) -> tuple[dict[str, int] | None, str | None]:
