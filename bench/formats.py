@@ -67,7 +67,9 @@ class Counts:
     quotes: int = 0
     subscribed: int = 0
     errors: int = 0
-    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    # Set once every client of the process has its subscription confirmed.
+    expected: int = 0
+    all_subscribed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def counting(self) -> bool:
         return self.start_ns <= time.time_ns() < self.end_ns
@@ -82,9 +84,8 @@ class Counts:
                 self.quotes += counting
             elif kind == "subscribed":
                 self.subscribed += 1
-                for waiter in self.waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                if self.subscribed >= self.expected:
+                    self.all_subscribed.set()
             elif kind == "error":
                 self.errors += 1
 
@@ -129,16 +130,14 @@ async def _client_main(
     clients: list[tuple[str, list[str]]], deflate: bool, pipe: Connection
 ) -> None:
     loop = asyncio.get_running_loop()
-    counts = Counts()
-    ready = [loop.create_future() for _ in clients]
-    counts.waiters = ready
+    counts = Counts(expected=len(clients))
     transports = []
     for url, symbols in clients:
         uri = parse_uri(url)
         factory = functools.partial(CountingConnection, url, symbols, deflate, counts)
         transport, _ = await loop.create_connection(factory, uri.host, uri.port)
         transports.append(transport)
-    await asyncio.wait_for(_subscribed(counts, len(clients)), READY_TIMEOUT_S)
+    await asyncio.wait_for(counts.all_subscribed.wait(), READY_TIMEOUT_S)
     pipe.send(("ready", counts.errors))
     _, start_ns, end_ns = await loop.run_in_executor(None, pipe.recv)
     counts.start_ns, counts.end_ns = start_ns, end_ns
@@ -150,11 +149,6 @@ async def _client_main(
     }))
     for transport in transports:
         transport.abort()
-
-
-async def _subscribed(counts: Counts, n: int) -> None:
-    while counts.subscribed < n:
-        await asyncio.sleep(0.05)
 
 
 def client_process(

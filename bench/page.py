@@ -78,8 +78,10 @@ REFERENCE_HTML = """<!doctype html><title>frames</title><script>
   const gaps = []; let last = 0;
   const frame = (t) => { if (last) gaps.push(t - last); last = t; requestAnimationFrame(frame); };
   requestAnimationFrame(frame);
-  window.__frames = { start() { gaps.length = 0; this.t0 = performance.now(); },
-                      stop() { return { seconds: (performance.now() - this.t0) / 1000, gaps: [...gaps] }; } };
+  window.__frames = {
+    start() { gaps.length = 0; this.t0 = performance.now(); },
+    stop() { return { seconds: (performance.now() - this.t0) / 1000, gaps: [...gaps] }; },
+  };
 </script>"""
 
 # Runs before the page's own scripts: wraps WebSocket to see every message,
@@ -149,7 +151,9 @@ PROBE_JS = r"""
   // Only what is on screen is displayed: the page does not repaint rows off screen.
   const onScreen = new Set();
   const screen = new IntersectionObserver((entries) => {
-    for (const e of entries) (e.isIntersecting ? onScreen.add(e.target) : onScreen.delete(e.target));
+    for (const e of entries) {
+      if (e.isIntersecting) onScreen.add(e.target); else onScreen.delete(e.target);
+    }
   });
   // Every DOM change the page makes (text, attributes, nodes), whatever its cause.
   const counted = (records) => { if (probe.running) probe.domWrites += records.length; };
@@ -242,14 +246,19 @@ def measure_reference(browser: Any, seconds: float) -> dict[str, Any]:
     page.wait_for_timeout(seconds * 1000)
     raw = page.evaluate("window.__frames.stop()")
     context.close()
-    return {"frames_per_s": round((len(raw["gaps"]) + 1) / raw["seconds"], 1), "frame_gap_ms": spread(raw["gaps"])}
+    return {
+        "frames_per_s": round((len(raw["gaps"]) + 1) / raw["seconds"], 1),
+        "frame_gap_ms": spread(raw["gaps"]),
+    }
 
 
 def versus(page: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
     """The page's frame rate and p99 gap as a ratio of the reference's: 1 is the limit."""
     return {
         "frames_per_s": round(page["frames_per_s"] / max(0.1, reference["frames_per_s"]), 2),
-        "frame_gap_p99": round(page["frame_gap_ms"]["p99"] / max(0.1, reference["frame_gap_ms"]["p99"]), 2),
+        "frame_gap_p99": round(
+            page["frame_gap_ms"]["p99"] / max(0.1, reference["frame_gap_ms"]["p99"]), 2
+        ),
     }
 
 
@@ -261,7 +270,8 @@ def per_frame(before: dict[str, float], after: dict[str, float], frames: int) ->
     """Style recalcs and layouts per frame (counts), and ms per frame of script, layout, style."""
     frames = max(1, frames)
     out = {name: round((after[name] - before[name]) / frames, 2) for name in CDP_COUNTS}
-    out.update({f"{name}_ms": round(1000 * (after[name] - before[name]) / frames, 2) for name in CDP_DURATIONS})
+    for name in CDP_DURATIONS:
+        out[f"{name}_ms"] = round(1000 * (after[name] - before[name]) / frames, 2)
     return out
 
 
@@ -320,7 +330,8 @@ def start_server(work: Path, symbols: int, rate: float) -> tuple[Any, str, list[
     port = procs.free_port()
     log = work / "daphne.log"
     daphne = procs.spawn(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "marketfeed.asgi:application"],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "marketfeed.asgi:application"],
         env=env, log=log, pin=False, cwd=ROOT,
     )
     procs.wait_for_log(log, "ticker started", daphne, START_TIMEOUT_S)
@@ -329,7 +340,9 @@ def start_server(work: Path, symbols: int, rate: float) -> tuple[Any, str, list[
     return daphne, f"http://127.0.0.1:{port}", names, helper, ws_url
 
 
-def measure(url: str, names: list[str], seconds: float, ws_url: str, traced: bool = False) -> dict[str, Any]:
+def measure(
+    url: str, names: list[str], seconds: float, ws_url: str, traced: bool = False
+) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     watcher = AgeWatcher(ws_url, names)
@@ -341,7 +354,8 @@ def measure(url: str, names: list[str], seconds: float, ws_url: str, traced: boo
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.add_init_script(PROBE_JS)
         context.add_init_script(
-            f"localStorage.setItem({json.dumps('marketfeed:watchlist:v1:' + USER)}, {json.dumps(json.dumps(names))});"
+            f"localStorage.setItem({json.dumps('marketfeed:watchlist:v1:' + USER)},"
+            f" {json.dumps(json.dumps(names))});"
         )
         page = context.new_page()
         page.set_default_timeout(START_TIMEOUT_S * 1000)
@@ -383,11 +397,17 @@ def measure(url: str, names: list[str], seconds: float, ws_url: str, traced: boo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.page", description=__doc__.splitlines()[0])
-    parser.add_argument("--symbols", type=int, default=100, help="instruments, all on the watchlist")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.page", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--symbols", type=int, default=100, help="instruments, all on the watchlist"
+    )
     parser.add_argument("--rate", type=float, default=10.0, help="quotes per second per instrument")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the measurement")
-    parser.add_argument("--trace", action="store_true", help=f"then trace {TRACE_S:g} s: ms per frame by event")
+    parser.add_argument(
+        "--trace", action="store_true", help=f"then trace {TRACE_S:g} s: ms per frame by event"
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="marketfeed-bench-page-"))
     daphne = helper = None
@@ -404,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "scenario": "page",
         "started_utc": now.isoformat(timespec="seconds"),
-        "command": ".venv/bin/python -m bench.page " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": ".venv/bin/python -m bench.page "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "options": vars(args),
         "offered_quotes_per_s": args.symbols * args.rate,
         "machine": machine(),

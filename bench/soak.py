@@ -46,11 +46,17 @@ from tests.servers import free_port, manage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MIB = 2**20
+# The stall begins once the reader has had this many quotes: the feed is flowing.
+WARM_QUOTES = 1000
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n")[0])
-    parser.add_argument("--stall-s", type=float, default=30.0, help="how long the stalled clients read nothing")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--stall-s", type=float, default=30.0, help="how long the stalled clients read nothing"
+    )
     parser.add_argument("--stalled", type=int, default=10, help="stalled clients")
     parser.add_argument("--peers", type=int, default=1000, help="dead peers")
     parser.add_argument("--ping-interval", type=int, default=20, help="daphne --ping-interval (s)")
@@ -70,7 +76,9 @@ def start(var: Path, args: argparse.Namespace) -> Feed:
     manage(env, "migrate", "--noinput")
     token = manage(env, "feeduser", STAFF, "--superuser").strip().splitlines()[-1]
     set_quote_rates(env, {s: RATE_PER_SYMBOL for s in SYMBOLS})
-    server = daphne(env, free_port(), ping_interval=args.ping_interval, ping_timeout=args.ping_timeout)
+    server = daphne(
+        env, free_port(), ping_interval=args.ping_interval, ping_timeout=args.ping_timeout
+    )
     server.start()
     return Feed(server=server, token=token, env=env)
 
@@ -79,6 +87,7 @@ class Reader:
     def __init__(self) -> None:
         self.quotes: list[tuple[float, str, int, float]] = []  # (monotonic, symbol, seq, lag s)
         self.latest: dict[str, int] = {}
+        self.warm = asyncio.Event()  # set at WARM_QUOTES quotes
 
     async def run(self, url: str) -> None:
         async with websockets.connect(url, max_queue=None) as ws:
@@ -87,8 +96,11 @@ class Reader:
                 now, now_us = time.monotonic(), time.time_ns() // 1000
                 for msg in decode_frame(frame):
                     if msg["type"] == "quote":
-                        self.quotes.append((now, msg["symbol"], msg["seq"], (now_us - msg["ts"]) / 1e6))
+                        lag_s = (now_us - msg["ts"]) / 1e6
+                        self.quotes.append((now, msg["symbol"], msg["seq"], lag_s))
                         self.latest[msg["symbol"]] = msg["seq"]
+                if len(self.quotes) >= WARM_QUOTES:
+                    self.warm.set()
 
 
 async def stalled_client(feed: Feed) -> RawClient:
@@ -135,8 +147,7 @@ async def stall_phase(feed: Feed, args: argparse.Namespace) -> dict:
     reading = asyncio.create_task(reader.run(feed.server.ws_url + f"?token={feed.token}"))
     try:
         stalled = await asyncio.gather(*(stalled_client(feed) for _ in range(args.stalled)))
-        while len(reader.quotes) < 1000:
-            await asyncio.sleep(0.1)
+        await reader.warm.wait()
         rss_before, began = feed.rss(), time.monotonic()
         await asyncio.sleep(args.stall_s)  # the stall is the measurement
         rss_after, stats = feed.rss(), await asyncio.to_thread(feed.stats)
@@ -223,7 +234,9 @@ async def main(args: argparse.Namespace) -> dict:
 def run() -> int:
     args = arguments()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    figures = {"scenario": "soak", "stamp": stamp, "cpus": os.cpu_count(), **asyncio.run(main(args))}
+    figures = {
+        "scenario": "soak", "stamp": stamp, "cpus": os.cpu_count(), **asyncio.run(main(args))
+    }
     text = json.dumps(figures, indent=2)
     print(text)
     RESULTS.mkdir(exist_ok=True)

@@ -238,7 +238,8 @@ class Cluster:
         return result.stdout
 
     def _daphne(self, port: int) -> list[str]:
-        return daphne_command(sys.executable, self.args.host, port, proxy_headers=self.args.nginx is not None)
+        proxied = self.args.nginx is not None
+        return daphne_command(sys.executable, self.args.host, port, proxy_headers=proxied)
 
     def _start_children(self, env: dict[str, str], nginx_binary: str | None) -> None:
         self.children.append(Child("ticker", [sys.executable, "manage.py", "runticker"], env, ROOT))

@@ -38,7 +38,9 @@ PUMP_DRAIN_S = 2.0
 LISTEN_BACKLOG = 1024
 
 
-def daphne_command(python: str, host: str, port: int | str, *, proxy_headers: bool = False) -> list[str]:
+def daphne_command(
+    python: str, host: str, port: int | str, *, proxy_headers: bool = False
+) -> list[str]:
     """The command line of one feed server: daphne through deploy.serve.
 
     deploy.serve is daphne with tokens masked in its access log. The endpoint

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -66,15 +67,20 @@ class Instrument(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["symbol"]
-        constraints = [
+        # A list, as in the migrations: makemigrations would read a tuple as a change.
+        ordering: ClassVar[list[str]] = ["symbol"]
+        constraints = (
             models.CheckConstraint(condition=models.Q(tick_size__gt=0), name="tick_size_positive"),
             models.CheckConstraint(
                 condition=models.Q(reference_price__gt=0), name="reference_price_positive"
             ),
-            models.CheckConstraint(condition=models.Q(volatility__gt=0), name="volatility_positive"),
-            models.CheckConstraint(condition=models.Q(quote_rate__gt=0), name="quote_rate_positive"),
-        ]
+            models.CheckConstraint(
+                condition=models.Q(volatility__gt=0), name="volatility_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(quote_rate__gt=0), name="quote_rate_positive"
+            ),
+        )
 
     def __str__(self) -> str:
         return self.symbol
@@ -116,7 +122,9 @@ class Entitlement(models.Model):
         "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="entitlements"
     )
     exchange = models.CharField(
-        max_length=20, blank=True, help_text="A listing venue (e.g. XNAS); blank with an asset class."
+        max_length=20,
+        blank=True,
+        help_text="A listing venue (e.g. XNAS); blank with an asset class.",
     )
     asset_class = models.CharField(
         max_length=10, choices=AssetClass.choices, blank=True, help_text="Blank with an exchange."
@@ -124,15 +132,17 @@ class Entitlement(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["pk"]
-        constraints = [
+        ordering: ClassVar[list[str]] = ["pk"]
+        constraints = (
             models.CheckConstraint(
                 condition=(
                     models.Q(user__isnull=False, group__isnull=True)
                     | models.Q(user__isnull=True, group__isnull=False)
                 ),
                 name="entitlement_user_xor_group",
-                violation_error_message="An entitlement is for a user or for a group: choose exactly one.",
+                violation_error_message=(
+                    "An entitlement is for a user or for a group: choose exactly one."
+                ),
             ),
             models.CheckConstraint(
                 condition=(
@@ -144,7 +154,7 @@ class Entitlement(models.Model):
                     "An entitlement names an exchange or an asset class: fill in exactly one."
                 ),
             ),
-        ]
+        )
 
     def __str__(self) -> str:
         who = self.user if self.user_id is not None else f"group {self.group}"
@@ -161,7 +171,9 @@ class Bar(models.Model):
     """One minute of one instrument's trades (OHLCV); the ticker writes them in batches."""
 
     instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="bars")
-    start = models.DateTimeField(help_text="The minute the bar covers, from its first second (UTC).")
+    start = models.DateTimeField(
+        help_text="The minute the bar covers, from its first second (UTC)."
+    )
     open = models.DecimalField(max_digits=24, decimal_places=10)
     high = models.DecimalField(max_digits=24, decimal_places=10)
     low = models.DecimalField(max_digits=24, decimal_places=10)
@@ -170,11 +182,11 @@ class Bar(models.Model):
     trades = models.PositiveIntegerField(default=0)
 
     class Meta:
-        ordering = ["instrument", "start"]
-        constraints = [
+        ordering: ClassVar[list[str]] = ["instrument", "start"]
+        constraints = (
             models.UniqueConstraint(fields=["instrument", "start"], name="bar_one_per_minute"),
-        ]
-        indexes = [models.Index(fields=["start"], name="bar_start")]
+        )
+        indexes = (models.Index(fields=["start"], name="bar_start"),)
 
     def __str__(self) -> str:
         return f"{self.instrument_id} {self.start:%Y-%m-%d %H:%M}"

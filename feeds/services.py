@@ -87,7 +87,9 @@ def instruments_changed_notify() -> None:
     try:
         async_to_sync(layer.group_send)(TICKER_CONTROL_GROUP, events.instruments_changed())
     except Exception:
-        logger.warning("could not tell the ticker about an instrument change; its poll will", exc_info=True)
+        logger.warning(
+            "could not tell the ticker about an instrument change; its poll will", exc_info=True
+        )
 
 
 # --- reads ------------------------------------------------------------------------

@@ -42,20 +42,21 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path
 
-from feeds.deliver import runtime
 from feeds.auth import OriginValidator, TokenAuthMiddleware
-from feeds.edges.websocket import QuoteConsumer
+from feeds.deliver import runtime
 from feeds.deliver.server import SERVER_SEND
+from feeds.edges import sse
+from feeds.edges.websocket import QuoteConsumer
 
 websocket_application = OriginValidator(
-    AuthMiddlewareStack(TokenAuthMiddleware(URLRouter([path("ws/quotes/", QuoteConsumer.as_asgi())])))
+    AuthMiddlewareStack(
+        TokenAuthMiddleware(URLRouter([path("ws/quotes/", QuoteConsumer.as_asgi())]))
+    )
 )
 
 router = ProtocolTypeRouter({"http": django_application, "websocket": websocket_application})
 
 # --- Server-Sent Events (feeds/edges/sse.py): /sse/quotes/ before Django, with the session ---
-from feeds.edges import sse
-
 sse_application = AuthMiddlewareStack(sse.stream_quotes)
 
 

@@ -78,7 +78,7 @@ def env_redis_url(name: str) -> str | None:
             f"{name}={raw!r}: expected redis://HOST:PORT/DB, rediss://... or unix://PATH"
         )
     try:
-        parts.port
+        _ = parts.port  # reading it checks it
     except ValueError:
         raise ImproperlyConfigured(f"{name}={raw!r}: the port is not a number in 1-65535") from None
     if parts.scheme != "unix" and not parts.hostname:

@@ -100,7 +100,8 @@ def step(
     """Advance the market by ``dt_years`` of simulated time and quote it afresh."""
     sigma = spec.volatility
     shock = rng.gauss(0.0, 1.0)
-    mid = state.mid * math.exp(-0.5 * sigma * sigma * dt_years + sigma * math.sqrt(dt_years) * shock)
+    drift = -0.5 * sigma * sigma * dt_years
+    mid = state.mid * math.exp(drift + sigma * math.sqrt(dt_years) * shock)
     bid, ask = _book(spec, mid, rng)
     last, last_size, volume = state.last, state.last_size, state.volume
     if rng.random() < TRADE_PROBABILITY:

@@ -169,7 +169,7 @@ def parse_client_frame(text: str) -> Request:
 
 
 def parse_request(data: object) -> Request:
-    """Validate a decoded request (a JSON text's, or a MessagePack frame's: feeds/core/wire_formats.py)."""
+    """Validate a decoded request: a JSON text's, or a MessagePack frame's (wire_formats.py)."""
     if not isinstance(data, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "a request is a JSON object")
     request_id = _request_id(data)
@@ -423,7 +423,8 @@ def encode_quote(quote: Quote, seq: int) -> str:
 def snapshot_from_quote(quote_text: str, epoch: str) -> str:
     """Turn a stored quote text into a ``snapshot`` of the given epoch."""
     if quote_text.startswith(_QUOTE_PREFIX):
-        return '{"type":"snapshot","epoch":' + json.dumps(epoch) + "," + quote_text[len(_QUOTE_PREFIX) :]
+        rest = quote_text[len(_QUOTE_PREFIX) :]
+        return '{"type":"snapshot","epoch":' + json.dumps(epoch) + "," + rest
     fields = json.loads(quote_text)
     fields.update(type="snapshot", epoch=epoch)
     return _dump(fields)

@@ -96,7 +96,8 @@ class BarTable:
         out = []
         for bar in bars:
             start, prior = self._prior.get(bar.symbol, (None, None))
-            out.append(merge(prior, bar) if bar.fresh and prior is not None and start == bar.start else bar)
+            same_minute = bar.fresh and prior is not None and start == bar.start
+            out.append(merge(prior, bar) if same_minute else bar)
         return out
 
     def _read_prior(self, bars: list[Bar], ids: dict[str, int]) -> None:
@@ -115,9 +116,14 @@ class BarTable:
     @staticmethod
     def _row(bar: Bar, instrument_id: int) -> models.Bar:
         return models.Bar(
-            instrument_id=instrument_id, start=_moment(bar.start),
-            open=_price(bar.open), high=_price(bar.high), low=_price(bar.low), close=_price(bar.close),
-            volume=bar.volume, trades=bar.trades,
+            instrument_id=instrument_id,
+            start=_moment(bar.start),
+            open=_price(bar.open),
+            high=_price(bar.high),
+            low=_price(bar.low),
+            close=_price(bar.close),
+            volume=bar.volume,
+            trades=bar.trades,
         )
 
 
@@ -170,7 +176,9 @@ class BarWriter:
         except TimeoutError:
             pass
         if self.pending:
-            logger.warning("bars: %d bars not written at shutdown (the database is away)", len(self.pending))
+            logger.warning(
+                "bars: %d bars not written at shutdown (the database is away)", len(self.pending)
+            )
 
     async def flush(self) -> int:
         """Store what changed since the last flush (and what is still waiting); returns how many."""

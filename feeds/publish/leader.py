@@ -127,11 +127,15 @@ class Leader:
                 outage(STORE).failed("lease renewal", exc)
                 if time.monotonic() - renewed > self.lease_s:
                     # The outage line said why; this is what it costs.
-                    logger.info("leader %s: no renewal for a lease time; stepping down", self.holder)
+                    logger.info(
+                        "leader %s: no renewal for a lease time; stepping down", self.holder
+                    )
                     return
                 continue
             if not ours:
-                logger.warning("leader %s: the lease went to another ticker; standing by", self.holder)
+                logger.warning(
+                    "leader %s: the lease went to another ticker; standing by", self.holder
+                )
                 return
             renewed = time.monotonic()
 

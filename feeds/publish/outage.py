@@ -62,7 +62,9 @@ class Outage:
         """``who`` reached the dependency again; says so once per outage."""
         if self._since is not None:
             now = self._clock()
-            logger.info("%s reachable again after %.1f s (seen by %s)", self.what, now - self._since, who)
+            logger.info(
+                "%s reachable again after %.1f s (seen by %s)", self.what, now - self._since, who
+            )
             self._ended = (self._since, now)
             self._since = None
 

@@ -172,7 +172,10 @@ class RedisStore:
         return out
 
     async def replay(self, since: dict[str, int]) -> dict[str, list[str] | None]:
-        """One round trip for all of ``since``; a ring is checked to run on unbroken (store.missed_since)."""
+        """One round trip for all of ``since``.
+
+        Each ring is checked to run on unbroken (store.missed_since).
+        """
         if not since or not self.ring:
             return dict.fromkeys(since)
         symbols = list(since)
@@ -199,7 +202,9 @@ class RedisStore:
 
     async def lease_take(self, holder: str, ttl_s: float) -> bool:
         """Take (or renew) the lease for ``ttl_s``; False while someone else holds it."""
-        taken = await self._redis().eval(_LEASE_TAKE, 1, PREFIX + "leader", holder, int(ttl_s * 1000))
+        taken = await self._redis().eval(
+            _LEASE_TAKE, 1, PREFIX + "leader", holder, int(ttl_s * 1000)
+        )
         return bool(taken)
 
     async def lease_release(self, holder: str) -> None:
@@ -234,7 +239,9 @@ def check_reachable(url: str, *, timeout_s: float = 3.0) -> None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise ImproperlyConfigured(f"REDIS_URL={safe_url(url)}: cannot reach Redis ({exc})") from None
+        raise ImproperlyConfigured(
+            f"REDIS_URL={safe_url(url)}: cannot reach Redis ({exc})"
+        ) from None
     finally:
         client.close()
 

@@ -35,7 +35,9 @@ SavedQuote = tuple[str, int, str]
 DEFAULT_RING = 256
 
 
-def missed_since(newest_first: Iterable[tuple[int, str]], after: int, newest: int) -> list[str] | None:
+def missed_since(
+    newest_first: Iterable[tuple[int, str]], after: int, newest: int
+) -> list[str] | None:
     """The texts of a ring's quotes above ``after``, oldest first; None if they are not all there.
 
     ``newest`` is the symbol's latest seq (0: no quote yet): a client at it has

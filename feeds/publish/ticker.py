@@ -30,15 +30,14 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from feeds.core import engine, protocol
-from feeds.publish.bar_writer import BarWriter
+from feeds.core import engine, events, protocol
 from feeds.core.engine import InstrumentSpec, MarketState
 from feeds.core.groups import SERVERS_CONTROL_GROUP, TICKER_CONTROL_GROUP, group_for_symbol
-from feeds.publish.outage import DATABASE, STORE, outage
 from feeds.core.protocol import State
-from feeds.core import events
-from feeds.services import ListedInstrument
+from feeds.publish.bar_writer import BarWriter
+from feeds.publish.outage import DATABASE, STORE, outage
 from feeds.publish.store import Fenced, QuoteStore
+from feeds.services import ListedInstrument
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +213,8 @@ class Ticker:
 
     def _idle_time(self) -> float:
         heap = self._heap
-        while heap and (heap[0].symbol not in self.books or self.books[heap[0].symbol].due != heap[0].due):
+        books = self.books
+        while heap and (heap[0].symbol not in books or books[heap[0].symbol].due != heap[0].due):
             heapq.heappop(heap)  # stale entry of a halted or rescheduled book
         if not heap:
             return MAX_IDLE_S
@@ -238,7 +238,9 @@ class Ticker:
                 text = protocol.encode_quote(quote, book.seq + 1)
             except Exception:  # one bad instrument never stops the feed
                 book.failures += 1
-                logger.exception("ticker: %s failed to step (%d in a row)", entry.symbol, book.failures)
+                logger.exception(
+                    "ticker: %s failed to step (%d in a row)", entry.symbol, book.failures
+                )
                 book.due = now + FAILURE_BACKOFF_S * min(book.failures, 30)
             else:
                 book.failures = 0
@@ -246,7 +248,8 @@ class Ticker:
                 book.stamp = now
                 out.append((entry.symbol, book.seq, text))
                 self.bars.record(quote, volume_before)  # bars: a trade when the volume grew
-                book.due = max(book.due, now - CATCH_UP_LIMIT_S) + engine.next_interval(book.spec, book.rng)
+                interval = engine.next_interval(book.spec, book.rng)
+                book.due = max(book.due, now - CATCH_UP_LIMIT_S) + interval
             heapq.heappush(heap, _Due(book.due, entry.symbol))
         return out
 
@@ -261,14 +264,17 @@ class Ticker:
         send = self.layer.group_send
         for symbol, seq, text in quotes:
             await send(
-                group_for_symbol(symbol), events.quote(symbol=symbol, seq=seq, text=text, epoch=epoch)
+                group_for_symbol(symbol),
+                events.quote(symbol=symbol, seq=seq, text=text, epoch=epoch),
             )
         self.published += len(quotes)
         return len(quotes)
 
     async def _publish_status(self, symbol: str, state: State) -> None:
         text = protocol.status(symbol, state)
-        await self.layer.group_send(group_for_symbol(symbol), events.status(symbol=symbol, text=text))
+        await self.layer.group_send(
+            group_for_symbol(symbol), events.status(symbol=symbol, text=text)
+        )
 
     # --- control -----------------------------------------------------------------------------
 

@@ -9,11 +9,11 @@ import pytest
 from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
-from feeds.publish.bar_writer import BarTable, BarWriter
 from feeds.core.bars import Bar
 from feeds.core.engine import Quote
-from feeds.models import Bar as BarRow
 from feeds.deliver.runtime import build_ticker
+from feeds.models import Bar as BarRow
+from feeds.publish.bar_writer import BarTable, BarWriter
 from tests.bars.conftest import T0, add_bar
 
 pytestmark = pytest.mark.django_db(transaction=True)

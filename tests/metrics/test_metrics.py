@@ -12,11 +12,10 @@ import urllib.request
 import pytest
 import websockets
 
-from feeds.deliver import counters
-from feeds.edges import metrics
-
 from feeds.core import protocol
 from feeds.core.engine import Quote
+from feeds.deliver import counters
+from feeds.edges import metrics
 from tests.consumer.conftest import make_user
 from tests.schema import decode_frame
 from tests.timeouts import timeout

@@ -10,8 +10,8 @@ from channels.layers import InMemoryChannelLayer
 
 from feeds.core.engine import InstrumentSpec
 from feeds.publish.leader import Leader
-from feeds.services import ListedInstrument
 from feeds.publish.ticker import Ticker
+from feeds.services import ListedInstrument
 from tests.timeouts import timeout
 
 pytestmark = pytest.mark.redis

@@ -17,8 +17,8 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate as Client
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
-from feeds.deliver.server import _deflate_in_context, _DeflateAccept, forget_frames, frame, framer
 from feeds.core.wire_formats import JSON, MSGPACK, OPCODE_BINARY
+from feeds.deliver.server import _deflate_in_context, _DeflateAccept, forget_frames, frame, framer
 from tests.unit.test_frames import parse
 
 QUOTE = '{"type":"quote","symbol":"AAPL","seq":7,"bid":189.23,"ask":189.25,"ts":1764000000123456}'

@@ -19,10 +19,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from deploy.procs import port_number
-from feeds.publish.leader import Leader
-from feeds.edges.metrics import serve_leader_metrics
-from feeds.publish.redis_store import check_reachable
 from feeds.deliver.runtime import build_ticker, freeze_startup_objects
+from feeds.edges.metrics import serve_leader_metrics
+from feeds.publish.leader import Leader
+from feeds.publish.redis_store import check_reachable
 from feeds.publish.store import get_store
 
 logger = logging.getLogger("feeds.publish.ticker")
@@ -63,7 +63,9 @@ class Command(BaseCommand):
             try:
                 serve_leader_metrics(leader, metrics_addr, metrics_port)
             except OSError as exc:
-                raise CommandError(f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})") from None
+                raise CommandError(
+                    f"--metrics-port {metrics_port}: cannot listen ({exc.strerror})"
+                ) from None
             logger.info("runticker metrics on http://%s:%d/metrics", metrics_addr, metrics_port)
         await leader.run(stop)
         logger.info("runticker %s stopped", leader.holder)
