@@ -109,7 +109,9 @@ async def reader(feed) -> AsyncIterator[Reader]:
     await r.close()
 
 
-async def open_subscribed(dialer: FakeDialer, epoch: str = "e1", **reply) -> tuple[FakeConnection, dict]:
+async def open_subscribed(
+    dialer: FakeDialer, epoch: str = "e1", **reply
+) -> tuple[FakeConnection, dict]:
     """Accept the next connection: welcome it, read its subscribe, answer ``subscribed``."""
     conn = await dialer.connection()
     conn.push(welcome(epoch))
@@ -121,12 +123,15 @@ async def open_subscribed(dialer: FakeDialer, epoch: str = "e1", **reply) -> tup
 
 async def test_header_auth_then_subscribe_then_quotes_in_order(feed, dialer, reader):
     conn, request = await open_subscribed(dialer)
-    assert conn.headers == {"Authorization": "Token t0k"} and conn.url == URL
-    assert request["symbols"] == ["AAPL", "MSFT"] and "since" not in request
+    assert conn.headers == {"Authorization": "Token t0k"}
+    assert conn.url == URL
+    assert request["symbols"] == ["AAPL", "MSFT"]
+    assert "since" not in request
     conn.push(snapshot("AAPL", 10), quote("AAPL", 11), [quote("MSFT", 3), quote("AAPL", 12)])
     await reader.until(lambda: len(reader.quotes()) == 4)
     assert reader.quotes() == [("AAPL", 10), ("AAPL", 11), ("MSFT", 3), ("AAPL", 12)]
-    assert [e.state for e in reader.events if isinstance(e, StateChange)][-1] is ConnectionState.LIVE
+    states = [e.state for e in reader.events if isinstance(e, StateChange)]
+    assert states[-1] is ConnectionState.LIVE
     assert feed.state is ConnectionState.LIVE
 
 
@@ -138,8 +143,12 @@ async def test_header_auth_then_subscribe_then_quotes_in_order(feed, dialer, rea
         ("header", "msgpack", URL + "?format=msgpack", {"Authorization": "Token t0k"}),
     ],
 )
-async def test_other_ways_to_authenticate_and_the_messagepack_format(dialer, auth, wire_format, url, headers):
-    async with FeedClient(URL, ["AAPL"], token="t0k", auth=auth, wire_format=wire_format, connect=dialer):
+async def test_other_ways_to_authenticate_and_the_messagepack_format(
+    dialer, auth, wire_format, url, headers
+):
+    async with FeedClient(
+        URL, ["AAPL"], token="t0k", auth=auth, wire_format=wire_format, connect=dialer
+    ):
         conn = await dialer.connection()
         assert (conn.url, conn.headers) == (url, headers)
         if auth == "message":
@@ -150,8 +159,11 @@ async def test_a_prev_seq_marked_skip_is_a_conflated_gap_before_the_quote(feed, 
     conn, _ = await open_subscribed(dialer)
     conn.push(snapshot("AAPL", 1), quote("AAPL", 2), quote("AAPL", 6, prev_seq=2), quote("AAPL", 9))
     await reader.until(lambda: len(reader.quotes()) == 4)
-    kinds = [(type(e).__name__, getattr(e, "seq", getattr(e, "next_seq", None)))
-             for e in reader.events if isinstance(e, Quote | Gap)]
+    kinds = [
+        (type(e).__name__, getattr(e, "seq", getattr(e, "next_seq", None)))
+        for e in reader.events
+        if isinstance(e, Quote | Gap)
+    ]
     assert kinds == [("Quote", 1), ("Quote", 2), ("Gap", 6), ("Quote", 6), ("Gap", 9), ("Quote", 9)]
     assert [(g.reason, g.missed) for g in reader.gaps()] == [("conflated", 3), ("lost", 2)]
 
@@ -164,16 +176,22 @@ async def test_a_lost_connection_resubscribes_with_since_and_a_recovered_replay_
     await reader.until(lambda: len(reader.quotes()) == 3)
     conn.hang_up(None)  # the TCP connection drops: no close frame
     second, request = await open_subscribed(dialer, recovered={"AAPL": True, "MSFT": True})
-    assert request["since"] == {"AAPL": 2, "MSFT": 7} and request["epoch"] == "e1"
+    assert request["since"] == {"AAPL": 2, "MSFT": 7}
+    assert request["epoch"] == "e1"
     second.push(quote("AAPL", 2), quote("AAPL", 3), quote("AAPL", 4), quote("MSFT", 8))
     await reader.until(lambda: len(reader.quotes()) == 6)
     assert reader.quotes()[3:] == [("AAPL", 3), ("AAPL", 4), ("MSFT", 8)]
     assert reader.gaps() == []
     assert backoff.waits == ["backoff"]
-    assert any(isinstance(e, StateChange) and e.state is ConnectionState.RECONNECTING for e in reader.events)
+    assert any(
+        isinstance(e, StateChange) and e.state is ConnectionState.RECONNECTING
+        for e in reader.events
+    )
 
 
-async def test_a_resume_the_server_cannot_replay_reports_the_gap_then_the_snapshot(feed, dialer, reader):
+async def test_a_resume_the_server_cannot_replay_reports_the_gap_then_the_snapshot(
+    feed, dialer, reader
+):
     conn, _ = await open_subscribed(dialer)
     conn.push(snapshot("AAPL", 5))
     await reader.until(lambda: len(reader.quotes()) == 1)
@@ -182,7 +200,12 @@ async def test_a_resume_the_server_cannot_replay_reports_the_gap_then_the_snapsh
     second.push(snapshot("AAPL", 300))
     await reader.until(lambda: len(reader.quotes()) == 2)
     [gap] = reader.gaps()
-    assert (gap.symbol, gap.after_seq, gap.next_seq, gap.reason) == ("AAPL", 5, 300, "not_recovered")
+    assert (gap.symbol, gap.after_seq, gap.next_seq, gap.reason) == (
+        "AAPL",
+        5,
+        300,
+        "not_recovered",
+    )
 
 
 async def test_a_new_epoch_after_reconnect_is_an_epoch_gap(feed, dialer, reader):
@@ -199,14 +222,18 @@ async def test_a_new_epoch_after_reconnect_is_an_epoch_gap(feed, dialer, reader)
 
 
 @pytest.mark.parametrize(("code", "wait"), [(1001, "jitter"), (4429, "backoff"), (1011, "backoff")])
-async def test_close_codes_choose_the_wait_before_dialling_again(feed, dialer, reader, backoff, code, wait):
+async def test_close_codes_choose_the_wait_before_dialling_again(
+    feed, dialer, reader, backoff, code, wait
+):
     conn, _ = await open_subscribed(dialer)
     conn.hang_up(code)
     await open_subscribed(dialer)
     assert backoff.waits == [wait]
 
 
-async def test_4429_backs_off_longer_each_time_until_a_connection_succeeds(feed, dialer, reader, backoff):
+async def test_4429_backs_off_longer_each_time_until_a_connection_succeeds(
+    feed, dialer, reader, backoff
+):
     for _ in range(3):
         conn = await dialer.connection()
         conn.push({"type": "error", "code": "too_many_connections", "message": "at most 1"})
@@ -224,7 +251,8 @@ async def test_4401_raises_authentication_error_with_the_servers_message_and_doe
     conn.push({"type": "error", "code": "unauthorized", "message": "invalid token"})
     conn.hang_up(4401)
     await reader.until(lambda: reader.error is not None)
-    assert isinstance(reader.error, AuthenticationError) and "invalid token" in str(reader.error)
+    assert isinstance(reader.error, AuthenticationError)
+    assert "invalid token" in str(reader.error)
     assert dialer.attempts == 1
     with pytest.raises(AuthenticationError):  # and again for anyone who reads later
         async for _ in feed.events():
@@ -243,7 +271,8 @@ async def test_a_refused_dial_is_retried_with_back_off(dialer, backoff):
     dialer.failures.extend([ConnectionRefusedError(111, "refused"), OSError("unreachable")])
     async with FeedClient(URL, ["AAPL"], token="t", connect=dialer, backoff=backoff) as feed:
         conn, _ = await open_subscribed(dialer)
-        assert backoff.waits == ["backoff", "backoff"] and dialer.attempts == 3
+        assert backoff.waits == ["backoff", "backoff"]
+        assert dialer.attempts == 3
         conn.push(snapshot("AAPL", 1))
         first = await asyncio.wait_for(anext(feed.quotes()), timeout())
     assert (first.symbol, first.seq, first.snapshot) == ("AAPL", 1, True)
@@ -254,14 +283,24 @@ async def test_an_unknown_symbol_raises_server_error_naming_it(dialer):
         conn = await dialer.connection()
         conn.push(welcome())
         request = await conn.request()
-        conn.push({"type": "error", "id": request["id"], "code": "unknown_symbol",
-                   "message": "unknown symbol(s): NOPE", "symbols": ["NOPE"]})
+        conn.push(
+            {
+                "type": "error",
+                "id": request["id"],
+                "code": "unknown_symbol",
+                "message": "unknown symbol(s): NOPE",
+                "symbols": ["NOPE"],
+            }
+        )
         with pytest.raises(ServerError) as caught:
             await asyncio.wait_for(anext(feed.quotes()), timeout())
-    assert caught.value.code == "unknown_symbol" and caught.value.symbols == ("NOPE",)
+    assert caught.value.code == "unknown_symbol"
+    assert caught.value.symbols == ("NOPE",)
 
 
-async def test_make_before_break_switches_on_subscribed_without_duplicates_or_gaps(feed, dialer, reader):
+async def test_make_before_break_switches_on_subscribed_without_duplicates_or_gaps(
+    feed, dialer, reader
+):
     old, _ = await open_subscribed(dialer)
     old.push(snapshot("AAPL", 1), quote("AAPL", 2), quote("AAPL", 3))
     await reader.until(lambda: len(reader.quotes()) == 3)
@@ -271,12 +310,20 @@ async def test_make_before_break_switches_on_subscribed_without_duplicates_or_ga
     await reader.until(lambda: len(reader.quotes()) == 5)
     new.push(welcome())
     request = await new.request()
-    assert request["since"]["AAPL"] == 5 and request["epoch"] == "e1"
+    assert request["since"]["AAPL"] == 5
+    assert request["epoch"] == "e1"
     assert not old.closed.is_set()  # not before the new one is subscribed
     old.push(quote("AAPL", 6))
-    new.push({"type": "subscribed", "id": request["id"], "symbols": request["symbols"],
-              "recovered": {"AAPL": True, "MSFT": True}},
-             quote("AAPL", 6), quote("AAPL", 7))
+    new.push(
+        {
+            "type": "subscribed",
+            "id": request["id"],
+            "symbols": request["symbols"],
+            "recovered": {"AAPL": True, "MSFT": True},
+        },
+        quote("AAPL", 6),
+        quote("AAPL", 7),
+    )
     await asyncio.wait_for(old.closed.wait(), timeout())
     new.push(quote("AAPL", 8))
     await reader.until(lambda: ("AAPL", 8) in reader.quotes())
@@ -286,25 +333,30 @@ async def test_make_before_break_switches_on_subscribed_without_duplicates_or_ga
     assert feed.state is ConnectionState.LIVE
 
 
-async def test_if_the_new_connection_fails_the_old_ones_going_away_dials_again(feed, dialer, reader):
+async def test_if_the_new_connection_fails_the_old_ones_going_away_dials_again(
+    feed, dialer, reader
+):
     old, _ = await open_subscribed(dialer)
     old.push({"type": "reconnect", "within_s": 5, "reason": "shutdown"})
     doomed = await dialer.connection()
     doomed.hang_up(None)
     old.hang_up(1001)
-    third, request = await open_subscribed(dialer)
+    third, _request = await open_subscribed(dialer)
     third.push(snapshot("AAPL", 1))
     await reader.until(lambda: reader.quotes() == [("AAPL", 1)])
 
 
-async def test_a_revoked_symbol_is_reported_and_left_out_of_the_next_subscribe(feed, dialer, reader):
+async def test_a_revoked_symbol_is_reported_and_left_out_of_the_next_subscribe(
+    feed, dialer, reader
+):
     conn, _ = await open_subscribed(dialer)
     conn.push(snapshot("MSFT", 2), {"type": "status", "symbol": "MSFT", "state": "revoked"})
     await reader.until(lambda: any(isinstance(e, Status) for e in reader.events))
     assert [e for e in reader.events if isinstance(e, Status)] == [Status("MSFT", "revoked")]
     conn.hang_up(1001)
     _, request = await open_subscribed(dialer)
-    assert request["symbols"] == ["AAPL"] and "MSFT" not in request.get("since", {})
+    assert request["symbols"] == ["AAPL"]
+    assert "MSFT" not in request.get("since", {})
 
 
 async def test_garbage_from_the_server_is_dropped_and_the_stream_goes_on(feed, dialer, reader):
@@ -322,20 +374,27 @@ async def test_callbacks_see_gaps_statuses_and_state_changes_while_quotes_iterat
         raise RuntimeError("a bug in the application's callback")
 
     async with FeedClient(
-        URL, ["AAPL"], token="t", connect=dialer,
+        URL,
+        ["AAPL"],
+        token="t",
+        connect=dialer,
         on_gap=lambda g: seen.append(f"gap {g.next_seq}"),
         on_status=lambda s: seen.append(f"status {s.state}"),
         on_state=boom,  # must not stop the feed
     ) as feed:
         conn, _ = await open_subscribed(dialer)
-        conn.push(snapshot("AAPL", 1), {"type": "status", "symbol": "AAPL", "state": "halted"},
-                  quote("AAPL", 5))
+        conn.push(
+            snapshot("AAPL", 1),
+            {"type": "status", "symbol": "AAPL", "state": "halted"},
+            quote("AAPL", 5),
+        )
         got = []
         async for q in feed.quotes():
             got.append(q.seq)
             if len(got) == 2:
                 break
-    assert got == [1, 5] and seen == ["status halted", "gap 5"]
+    assert got == [1, 5]
+    assert seen == ["status halted", "gap 5"]
 
 
 async def test_close_ends_the_iterator_and_closes_the_connection(dialer):

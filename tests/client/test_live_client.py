@@ -1,4 +1,5 @@
-"""The client against a real daphne: quotes, reconnects across a restart, resume, make-before-break."""
+"""The client against a real daphne: quotes, reconnects across a restart, resume,
+make-before-break."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def quick_backoff() -> Backoff:
     return Backoff(initial_s=0.2, maximum_s=2.0)
 
 
-async def collect(feed: FeedClient, until: Callable[[list[object]], bool], seconds: float = 20) -> list[object]:
+async def collect(
+    feed: FeedClient, until: Callable[[list[object]], bool], seconds: float = 20
+) -> list[object]:
     """Events of ``feed`` until ``until(events)`` holds."""
     events: list[object] = []
 
@@ -49,7 +52,9 @@ def quotes_of(events: list[object]) -> list[Quote]:
 
 
 def reconnections(events: list[object]) -> int:
-    return sum(isinstance(e, StateChange) and e.state is ConnectionState.RECONNECTING for e in events)
+    return sum(
+        isinstance(e, StateChange) and e.state is ConnectionState.RECONNECTING for e in events
+    )
 
 
 def assert_contiguous(quotes: list[Quote]) -> None:
@@ -87,8 +92,9 @@ async def test_quotes_iterate_live_with_rising_seq(server, token, wire_format, f
     async def connect(url: str, **kwargs) -> FrameKinds:
         return FrameKinds(await websockets.connect(url, **kwargs), kinds)
 
-    async with FeedClient(server.ws_url, ["AAPL", "EUR/USD"], token=token, wire_format=wire_format,
-                          connect=connect) as feed:
+    async with FeedClient(
+        server.ws_url, ["AAPL", "EUR/USD"], token=token, wire_format=wire_format, connect=connect
+    ) as feed:
         got = []
         async for quote in feed.quotes():
             got.append(quote)
@@ -96,7 +102,8 @@ async def test_quotes_iterate_live_with_rising_seq(server, token, wire_format, f
                 break
     assert kinds == {frames}
     assert {q.symbol for q in got} <= {"AAPL", "EUR/USD"}
-    assert got[0].snapshot and got[0].epoch
+    assert got[0].snapshot
+    assert got[0].epoch
     assert all(q.bid < q.ask and q.volume >= 0 for q in got)
     for symbol in {q.symbol for q in got}:
         seqs = [q.seq for q in got if q.symbol == symbol]
@@ -114,7 +121,9 @@ async def test_the_client_reconnects_by_itself_when_the_server_is_killed_and_res
     feed = feed_server(rates=FAST)
     restarted = None
     try:
-        async with FeedClient(feed.server.ws_url, ["AAPL"], token=feed.token, backoff=quick_backoff()) as client:
+        async with FeedClient(
+            feed.server.ws_url, ["AAPL"], token=feed.token, backoff=quick_backoff()
+        ) as client:
             before = await collect(client, lambda ev: len(quotes_of(ev)) >= 3)
             feed.server.proc.kill()  # SIGKILL: no 1001, no goodbye
             await asyncio.to_thread(feed.server.proc.wait, timeout(10))
@@ -132,7 +141,9 @@ async def test_the_client_reconnects_by_itself_when_the_server_is_killed_and_res
     if fresh[0].epoch == last.epoch and fresh[0].seq == last.seq + 1:
         assert gaps == []  # the restarted server replayed what was missed
     else:  # a fresh quote store: new numbering, said so before the first new quote
-        assert gaps and gaps[0].symbol == "AAPL" and after.index(gaps[0]) < after.index(fresh[0])
+        assert gaps
+        assert gaps[0].symbol == "AAPL"
+        assert after.index(gaps[0]) < after.index(fresh[0])
     assert_contiguous(fresh[1:])
 
 
@@ -142,10 +153,14 @@ async def test_a_network_blip_is_resumed_without_a_gap(feed_server):
     await relay.start()
     url = f"ws://127.0.0.1:{relay.port}/ws/quotes/"
     try:
-        async with FeedClient(url, ["AAPL", "MSFT"], token=feed.token, backoff=quick_backoff()) as client:
+        async with FeedClient(
+            url, ["AAPL", "MSFT"], token=feed.token, backoff=quick_backoff()
+        ) as client:
             events = await collect(client, lambda ev: len(quotes_of(ev)) >= 6)
             relay.cut()
-            events += await collect(client, lambda ev: reconnections(ev) > 0 and len(quotes_of(ev)) >= 10)
+            events += await collect(
+                client, lambda ev: reconnections(ev) > 0 and len(quotes_of(ev)) >= 10
+            )
     finally:
         await relay.stop()
     assert relay.connections == 2
@@ -154,12 +169,16 @@ async def test_a_network_blip_is_resumed_without_a_gap(feed_server):
 
 
 async def test_make_before_break_moves_connections_without_duplicates_or_gaps(feed_server):
-    feed = feed_server(rates=FAST, env_extra={"FEED_MAX_CONNECTION_AGE_S": "2", "FEED_RECONNECT_GRACE_S": "5"})
+    feed = feed_server(
+        rates=FAST, env_extra={"FEED_MAX_CONNECTION_AGE_S": "2", "FEED_RECONNECT_GRACE_S": "5"}
+    )
     async with FeedClient(feed.server.ws_url, ["AAPL", "MSFT"], token=feed.token) as client:
         events = await collect(
             client, lambda ev: reconnections(ev) >= 2 and isinstance(ev[-1], Quote), seconds=40
         )
-    moves = [e for e in events if isinstance(e, StateChange) and e.state is ConnectionState.RECONNECTING]
+    moves = [
+        e for e in events if isinstance(e, StateChange) and e.state is ConnectionState.RECONNECTING
+    ]
     assert all("max_age" in e.detail for e in moves), moves
     assert [e for e in events if isinstance(e, Gap)] == []
     assert_contiguous(quotes_of(events))

@@ -30,14 +30,21 @@ def test_elements_that_are_not_objects_are_dropped_not_fatal():
 
 
 def test_bad_json_is_a_value_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(json.JSONDecodeError):
         decode_frame("{nope")
 
 
 def test_a_quote_takes_the_connection_epoch_and_a_snapshot_its_own():
     live = quote_from(quote("AAPL", 7, prev_seq=5), "e1")
-    assert (live.symbol, live.seq, live.epoch, live.snapshot, live.prev_seq) == ("AAPL", 7, "e1", False, 5)
-    assert live.bid < live.ask and isinstance(live.volume, int)
+    assert (live.symbol, live.seq, live.epoch, live.snapshot, live.prev_seq) == (
+        "AAPL",
+        7,
+        "e1",
+        False,
+        5,
+    )
+    assert live.bid < live.ask
+    assert isinstance(live.volume, int)
     assert live.time == datetime.fromtimestamp(1_764_000_000.000007, tz=UTC)
     snap = quote_from(snapshot("AAPL", 7, epoch="e9"), "e1")
     assert (snap.epoch, snap.snapshot, snap.prev_seq) == ("e9", True, None)
@@ -65,10 +72,19 @@ def test_a_malformed_quote_raises(broken):
 
 
 def test_an_error_message_becomes_a_server_error_with_its_symbols():
-    error = server_error({"type": "error", "code": "unknown_symbol", "message": "unknown symbol(s): NOPE",
-                          "symbols": ["NOPE"], "id": 1})
+    error = server_error(
+        {
+            "type": "error",
+            "code": "unknown_symbol",
+            "message": "unknown symbol(s): NOPE",
+            "symbols": ["NOPE"],
+            "id": 1,
+        }
+    )
     assert (error.code, error.symbols, str(error)) == (
-        "unknown_symbol", ("NOPE",), "unknown_symbol: unknown symbol(s): NOPE"
+        "unknown_symbol",
+        ("NOPE",),
+        "unknown_symbol: unknown symbol(s): NOPE",
     )
 
 

@@ -52,20 +52,29 @@ def test_a_refused_resume_names_the_snapshot_jump_not_recovered_once():
     feed(tracker, [q(1), q(2)])
     tracker.not_recovered("AAPL")
     snap = quote_from(snapshot("AAPL", 40), "e1")
-    assert feed(tracker, [snap, q(45)]) == ([40, 45], [(2, 40, "not_recovered", 37), (40, 45, "lost", 4)])
+    assert feed(tracker, [snap, q(45)]) == (
+        [40, 45],
+        [(2, 40, "not_recovered", 37), (40, 45, "lost", 4)],
+    )
 
 
 def test_a_refused_resume_in_a_new_epoch_is_an_epoch_gap():
     tracker = SeqTracker()
     feed(tracker, [q(9)])
     tracker.not_recovered("AAPL")
-    assert feed(tracker, [quote_from(snapshot("AAPL", 2, "e2"), "e2")]) == ([2], [(9, 2, "epoch", None)])
+    assert feed(tracker, [quote_from(snapshot("AAPL", 2, "e2"), "e2")]) == (
+        [2],
+        [(9, 2, "epoch", None)],
+    )
 
 
 def test_since_names_the_current_epoch_and_the_last_seq_of_each_symbol_in_it():
     tracker = SeqTracker()
     assert tracker.since() == (None, {})
-    feed(tracker, [q(3, symbol="AAPL"), q(8, symbol="MSFT"), q(4, symbol="AAPL"), q(2, symbol="AAPL")])
+    feed(
+        tracker,
+        [q(3, symbol="AAPL"), q(8, symbol="MSFT"), q(4, symbol="AAPL"), q(2, symbol="AAPL")],
+    )
     assert tracker.since() == ("e1", {"AAPL": 4, "MSFT": 8})
     assert tracker.since(["MSFT", "IBM"]) == ("e1", {"MSFT": 8})
     feed(tracker, [q(1, epoch="e2", symbol="AAPL")])  # renumbered: MSFT's seq means nothing now

@@ -4,8 +4,9 @@
         async for quote in feed.quotes():
             print(quote.symbol, quote.bid, quote.ask)
 
-See docs/CLIENT.md. No Django here: it depends on ``websockets`` (and
-``msgpack`` for ``wire_format="msgpack"``, ``rich`` for the CLI's table).
+See docs/CLIENT.md. No Django here: it depends on ``websockets``; the
+``msgpack`` extra adds ``wire_format="msgpack"``, the ``cli`` extra (rich)
+the CLI's live table.
 """
 
 from __future__ import annotations

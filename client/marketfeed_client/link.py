@@ -38,7 +38,8 @@ class Link:
 
     def heard_welcome(self, heartbeat_s: object) -> None:
         """Allow two of the server's heartbeat intervals of silence, and a margin."""
-        if isinstance(heartbeat_s, int | float) and not isinstance(heartbeat_s, bool) and heartbeat_s > 0:
+        number = isinstance(heartbeat_s, int | float) and not isinstance(heartbeat_s, bool)
+        if number and heartbeat_s > 0:
             self.idle_s = 2 * heartbeat_s + SILENCE_MARGIN_S
 
 
@@ -55,7 +56,9 @@ class DialFailed:
     error: BaseException
 
 
-def handshake(url: str, token: str | None, auth: str, wire_format: str) -> tuple[str, dict[str, str]]:
+def handshake(
+    url: str, token: str | None, auth: str, wire_format: str
+) -> tuple[str, dict[str, str]]:
     """The URL and headers of a handshake: the credentials (unless by message) and the format."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query)

@@ -1,11 +1,11 @@
 """``FeedClient``: the asyncio client of the quote stream (docs/CLIENT.md).
 
 One supervisor task owns every decision. Each WebSocket connection (a
-``Link``, marketfeed_client/link.py) has a reader task that only decodes frames and queues them, with
-its link, on the supervisor's inbox; dialling is a task of its own too. The
-supervisor handles what arrives in order, so two overlapping connections
-(make-before-break) need no locks: their quotes meet in one ``SeqTracker``,
-which drops the duplicates and names the gaps.
+``Link``, marketfeed_client/link.py) has a reader task that only decodes
+frames and queues them, with its link, on the supervisor's inbox; dialling
+is a task of its own too. The supervisor handles what arrives in order, so
+two overlapping connections (make-before-break) need no locks: their quotes
+meet in one ``SeqTracker``, which drops the duplicates and names the gaps.
 
 Reconnects follow PROTOCOL.md's close codes: 4401 ends the client with
 ``AuthenticationError`` (retrying the same credentials cannot help); 1001
@@ -282,7 +282,9 @@ class FeedClient:
         self._backoff.reset()
         resumed = isinstance(recovered, dict) and all(v is True for v in recovered.values())
         detail = f"subscribed to {len(self._opts.symbols)} symbol(s)"
-        self._set_state(ConnectionState.LIVE, detail + (", resumed" if resumed and recovered else ""))
+        if resumed and recovered:
+            detail += ", resumed"
+        self._set_state(ConnectionState.LIVE, detail)
 
     async def _on_status(self, msg: dict[str, Any]) -> None:
         status = Status(str(msg.get("symbol", "")), str(msg.get("state", "")))
@@ -358,7 +360,9 @@ class FeedClient:
             return
         link = Link(ws, next(self._numbers))
         self._links.add(link)
-        reader = asyncio.create_task(read_link(link, self._inbox), name=f"feed-client-read-{link.number}")
+        reader = asyncio.create_task(
+            read_link(link, self._inbox), name=f"feed-client-read-{link.number}"
+        )
         self._readers.add(reader)
         reader.add_done_callback(self._readers.discard)
         if self._opts.auth == "message" and self._opts.token is not None:
