@@ -66,12 +66,19 @@ def serve() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = os.environ.get("PORT", "8000")
     manage("migrate", "--noinput")
-    token = manage("feeduser", "demo", "--password", "demo-pass-123").stdout.strip().splitlines()[-1]
+    # The demo password is random, generated on the first run into var/ (0600), shown that once.
+    password_file = Path(os.environ.get("MARKETFEED_VAR_DIR") or ROOT / "var") / "demo-password"
+    lines = manage("feeduser", "demo", "--password-file", str(password_file)).stdout.splitlines()
+    token = lines[-1]  # a new token each run; earlier ones stay valid until they expire
+    shown = [line.rsplit(": ", 1)[1] for line in lines if line.startswith("Generated password")]
+    password = f"in {password_file}"
+    if shown:
+        password = f"{shown[0]}   (shown this once; kept in {password_file})"
     print(
         f"\n  marketfeed on http://{host}:{port}/   (Ctrl-C stops it)\n"
-        f"  login: demo / demo-pass-123\n"
+        f"  login: demo / password {password}\n"
         f"  API token: {token}\n"
-        f"  try: websocat 'ws://{host}:{port}/ws/quotes/?token={token}'\n",
+        f"  try: websocat -H 'Authorization: Token {token}' 'ws://{host}:{port}/ws/quotes/'\n",
         flush=True,
     )
     cmd = daphne_command(str(PY), host, port)

@@ -10,6 +10,7 @@ switches the database (PostgreSQL in production).
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -63,7 +64,10 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens stored hashed, with an expiry, several per user (feeds/auth.py).
+    "knox",
+    # Failed-login counting and lockout (feeds/auth.py "Brute force").
+    "axes",
     "drf_spectacular",
     "channels",
     "feeds",
@@ -71,6 +75,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -80,6 +86,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Database away: 503 (JSON under /api/), not a traceback page.
     "feeds.edges.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into a 429 with Retry-After.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "marketfeed.urls"
@@ -248,6 +256,70 @@ if 60 % FEED_BARS_PERIOD_S:
 # everything. Off: everybody sees every instrument.
 FEED_ENTITLEMENTS = env_bool("FEED_ENTITLEMENTS", False)
 
+# --- credentials, brute force, tickets, CSP (docs/SECURITY.md; feeds/auth.py) ---
+# Shared by every server process where it matters: failed-login counters and
+# WebSocket tickets live here, so with Redis any process counts every attempt
+# and redeems any ticket. The embedded default is one process: local memory.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "marketfeed",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# API tokens (django-rest-knox): only a hash is stored; each expires this many days after issue.
+FEED_TOKEN_TTL_DAYS = env_int("FEED_TOKEN_TTL_DAYS", 30, minimum=1, maximum=3650)
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=FEED_TOKEN_TTL_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",  # clients keep sending "Authorization: Token <token>"
+}
+# A WebSocket / SSE ticket (POST /api/ws-ticket/) admits one handshake within this many seconds.
+FEED_WS_TICKET_TTL_S = env_int("FEED_WS_TICKET_TTL_S", 30, minimum=1, maximum=600)
+
+# Brute force: this many failed logins for one username within the window lock
+# that username out for the window (429 with Retry-After), whatever the
+# password; a higher bound per client address stops spraying many usernames
+# without one attacked user locking out the others behind the same address.
+FEED_LOGIN_FAILURES_PER_USER = env_int("FEED_LOGIN_FAILURES_PER_USER", 10, minimum=1)
+FEED_LOGIN_FAILURES_PER_ADDRESS = env_int("FEED_LOGIN_FAILURES_PER_ADDRESS", 100, minimum=1)
+FEED_LOGIN_WINDOW_S = env_float("FEED_LOGIN_WINDOW_S", 300.0, minimum=0.1, maximum=86_400)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses a locked-out login before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "feeds.auth.LoginAttempts"  # counts in CACHES["default"], two limits
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = FEED_LOGIN_FAILURES_PER_USER
+AXES_COOLOFF_TIME = timedelta(seconds=FEED_LOGIN_WINDOW_S)
+AXES_LOCKOUT_CALLABLE = "feeds.auth.lockout_response"
+# REMOTE_ADDR: daphne sets it from X-Forwarded-For only behind the proxy (--proxy-headers).
+AXES_CLIENT_IP_CALLABLE = "feeds.auth.client_address"
+AXES_ENABLE_ADMIN = False  # the attempt tables are unused: counters are in the cache
+AXES_VERBOSE = False
+
+# Content-Security-Policy (django-csp): scripts, styles and connections from
+# this origin only; no inline script or style anywhere. The ticker page adds
+# its own ws(s):// origin to connect-src (feeds/edges/page.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'none'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "manifest-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+
 # --- the usual Django bits ----------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -278,7 +350,7 @@ LOGOUT_REDIRECT_URL = "login"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an anonymous API call gets 401 with WWW-Authenticate.
-        "rest_framework.authentication.TokenAuthentication",
+        "feeds.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from feeds.auth import issue_token
 from feeds.core.engine import Quote
-from feeds.models import Instrument
 from feeds.core.protocol import encode_quote
+from feeds.models import Instrument
 from feeds.publish.store import get_store, reset_store
 
 
@@ -27,6 +28,14 @@ def _api_settings(settings: Any) -> None:
     settings.STATIC_ROOT = None
     # Password hashing is not under test; the real hasher costs ~100 ms a call.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> Iterator[None]:
+    """Failed-login counters and tickets (Django's cache) start empty in every test."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -104,12 +113,15 @@ def user(db: None) -> User:
 
 
 @pytest.fixture
-def token(user: User) -> Token:
-    return Token.objects.create(user=user)
+def token(user: User) -> Any:
+    """A knox token row of alice's, with the token itself (shown once at issue) as ``.key``."""
+    key, row = issue_token(user)
+    row.key = key
+    return row
 
 
 @pytest.fixture
-def api(token: Token) -> APIClient:
+def api(token: Any) -> APIClient:
     """An API client that sends alice's token."""
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from django.contrib.messages import get_messages
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from feeds.models import Instrument
 from tests.api.conftest import MakeInstrument
@@ -226,8 +225,11 @@ def test_bulk_delete_removes_the_selected(admin_client: Client, universe: dict) 
     assert sorted(Instrument.objects.values_list("symbol", flat=True)) == ["BTC-USD", "EUR/USD"]
 
 
-def test_the_token_admin_still_lists_and_adds_tokens(admin_client: Client, token: Token) -> None:
-    listing = admin_client.get("/admin/authtoken/tokenproxy/")
+def test_the_token_admin_lists_tokens_by_digest_never_the_token(
+    admin_client: Client, token: Any
+) -> None:
+    listing = admin_client.get("/admin/knox/authtoken/")
     assert listing.status_code == 200
-    assert token.key.encode() in listing.content
-    assert admin_client.get("/admin/authtoken/tokenproxy/add/").status_code == 200
+    assert token.digest.encode() in listing.content
+    assert token.key.encode() not in listing.content
+    assert admin_client.get("/admin/knox/authtoken/add/").status_code == 200

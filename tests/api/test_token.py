@@ -1,15 +1,22 @@
-"""POST /api/token/: the only anonymous endpoint, and one that must never 500."""
+"""POST /api/token/: the only anonymous endpoint, and one that must never 500.
+
+Also POST /api/token/revoke/ and POST /api/ws-ticket/, the other token endpoints.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 URL = "/api/token/"
+REVOKE = "/api/token/revoke/"
+TICKET = "/api/ws-ticket/"
 CREDENTIALS = {"username": "alice", "password": "correct horse battery"}
 
 
@@ -26,21 +33,107 @@ def assert_json_error(response, status: int) -> dict:
     return body
 
 
-def test_valid_credentials_get_the_users_token(anon: APIClient, user: User) -> None:
+def works(token: str) -> bool:
+    """Whether ``token`` authenticates an API call, as a client would find out."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client.get("/api/instruments/").status_code == 200
+
+
+def test_valid_credentials_get_a_working_token_with_its_expiry(
+    anon: APIClient, user: User, settings
+) -> None:
+    settings.FEED_TOKEN_TTL_DAYS = 30
     response = anon.post(URL, CREDENTIALS, format="json")
     assert response.status_code == 200
-    assert response.json() == {"token": Token.objects.get(user=user).key}
+    body = response.json()
+    assert set(body) == {"token", "expiry"}
+    assert works(body["token"])
+    expiry = datetime.fromisoformat(body["expiry"].replace("Z", "+00:00"))
+    assert timedelta(days=29) < expiry - timezone.now() <= timedelta(days=30)
 
 
-def test_the_same_token_is_handed_out_again(anon: APIClient, user: User) -> None:
+def test_each_call_issues_another_token_and_the_earlier_ones_keep_working(
+    anon: APIClient, user: User
+) -> None:
     first = anon.post(URL, CREDENTIALS, format="json").json()["token"]
     second = anon.post(URL, CREDENTIALS, format="json").json()["token"]
-    assert first == second
-    assert Token.objects.filter(user=user).count() == 1
+    assert first != second
+    assert works(first)
+    assert works(second)
+    assert AuthToken.objects.filter(user=user).count() == 2
 
 
-def test_an_existing_token_is_reused(anon: APIClient, token: Token) -> None:
-    assert anon.post(URL, CREDENTIALS, format="json").json() == {"token": token.key}
+def test_an_expired_token_stops_working(user: User) -> None:
+    row, token = AuthToken.objects.create(user=user, expiry=timedelta(days=1))
+    assert works(token)
+    AuthToken.objects.filter(pk=row.pk).update(expiry=timezone.now() - timedelta(seconds=1))
+    assert not works(token)
+
+
+def test_a_token_of_a_disabled_user_stops_working(api: APIClient, user: User, token) -> None:
+    assert works(token.key)
+    user.is_active = False
+    user.save()
+    assert not works(token.key)
+
+
+def test_revoke_ends_the_token_used_and_no_other(anon: APIClient, user: User) -> None:
+    phone = anon.post(URL, CREDENTIALS, format="json").json()["token"]
+    laptop = anon.post(URL, CREDENTIALS, format="json").json()["token"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {phone}")
+    response = client.post(REVOKE)
+    assert response.status_code == 200
+    assert response.json() == {"revoked": 1}
+    assert not works(phone)
+    assert works(laptop)
+    assert client.post(REVOKE).status_code == 401
+
+
+def test_revoke_all_ends_every_token_of_the_user(anon: APIClient, user: User, token) -> None:
+    other = anon.post(URL, CREDENTIALS, format="json").json()["token"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {other}")
+    assert client.post(f"{REVOKE}?all=1").json() == {"revoked": 2}
+    assert not works(other)
+    assert not works(token.key)
+
+
+def test_revoke_by_session_needs_all_and_its_csrf_token(user: User, token) -> None:
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(user)
+    assert_json_error(browser.post(f"{REVOKE}?all=1"), 403)  # no CSRF token
+    browser.cookies.load({"csrftoken": "a" * 32})
+    csrf = {"HTTP_X_CSRFTOKEN": "a" * 32}
+    assert_json_error(browser.post(REVOKE, **csrf), 400)  # names no token
+    assert works(token.key)
+    assert browser.post(f"{REVOKE}?all=1", **csrf).json() == {"revoked": 1}
+    assert not works(token.key)
+
+
+def test_revoke_and_ticket_need_authentication(anon: APIClient, db: None) -> None:
+    assert_json_error(anon.post(REVOKE), 401)
+    assert_json_error(anon.post(TICKET), 401)
+
+
+def test_a_ticket_is_issued_by_token_with_its_lifetime(api: APIClient, settings) -> None:
+    settings.FEED_WS_TICKET_TTL_S = 30
+    response = api.post(TICKET)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["expires_in"] == 30
+    assert isinstance(body["ticket"], str)
+    assert len(body["ticket"]) >= 40
+    assert api.post(TICKET).json()["ticket"] != body["ticket"]
+
+
+def test_a_ticket_by_session_needs_its_csrf_token(user: User) -> None:
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(user)
+    assert_json_error(browser.post(TICKET), 403)
+    browser.cookies.load({"csrftoken": "b" * 32})
+    assert browser.post(TICKET, HTTP_X_CSRFTOKEN="b" * 32).status_code == 200
 
 
 def test_form_encoded_credentials_are_accepted(anon: APIClient, user: User) -> None:
@@ -52,14 +145,14 @@ def test_form_encoded_credentials_are_accepted(anon: APIClient, user: User) -> N
         "application/x-www-form-urlencoded",
     )
     assert response.status_code == 200
-    assert response.json()["token"] == Token.objects.get(user=user).key
+    assert works(response.json()["token"])
 
 
 def test_wrong_password_is_400_with_detail(anon: APIClient, user: User) -> None:
     response = anon.post(URL, {**CREDENTIALS, "password": "wrong"}, format="json")
     body = assert_json_error(response, 400)
     assert "credentials" in body["detail"]
-    assert not Token.objects.exists()
+    assert not AuthToken.objects.exists()
 
 
 def test_unknown_user_is_400_with_detail(anon: APIClient, db: None) -> None:

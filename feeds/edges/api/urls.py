@@ -17,6 +17,8 @@ app_name = "api"
 
 urlpatterns = [
     path("token/", views.TokenCreateApi.as_view(), name="token"),
+    path("token/revoke/", views.TokenRevokeApi.as_view(), name="token-revoke"),
+    path("ws-ticket/", views.TicketCreateApi.as_view(), name="ws-ticket"),
     path("instruments/", views.InstrumentListApi.as_view(), name="instrument-list"),
     re_path(
         r"^instruments/(?P<symbol>.+)/$",

@@ -20,18 +20,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db.models import Q, QuerySet
 from django.http import Http404
-from rest_framework import exceptions, status
-from rest_framework.authtoken.models import Token
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from feeds import services
+from feeds import auth, services
+from feeds.core.protocol import is_symbol, quote_fields
 from feeds.edges.api import schema
 from feeds.edges.api.pagination import InstrumentPagination
 from feeds.edges.api.parsers import SafeJSONParser
@@ -39,11 +42,9 @@ from feeds.edges.api.serializers import (
     InstrumentFilterSerializer,
     InstrumentOutputSerializer,
     TokenInputSerializer,
-    TokenOutputSerializer,
 )
 from feeds.entitlements import visible_instruments
 from feeds.models import Instrument
-from feeds.core.protocol import is_symbol, quote_fields
 from feeds.publish.store import get_store
 
 logger = logging.getLogger(__name__)
@@ -88,12 +89,46 @@ def _latest_quotes(symbols: list[str]) -> dict[str, tuple[int, str]]:
     return async_to_sync(get_store().latest)(symbols)
 
 
-class TokenCreateApi(APIView):
-    """POST /api/token/ ``{"username", "password"}`` → ``{"token": "..."}``.
+class LoginLocked(exceptions.Throttled):
+    """429 with ``Retry-After``: this username or address is locked out (``feeds.auth``)."""
 
-    The user's one DRF token, created on first use. JSON or form-encoded body.
-    Missing fields, bad credentials (or an inactive user) and any malformed or
-    hostile body are 400 ``{"detail": ...}``. The only anonymous endpoint.
+    default_code = "locked_out"
+
+
+class NoTokenToRevoke(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = (
+        "This request carries no API token: send it as 'Authorization: Token ...', "
+        "or ?all=1 to revoke every token of yours."
+    )
+    default_code = "no_token"
+
+
+class TokenIssuedSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="shown this once; the server keeps only its hash")
+    expiry = serializers.DateTimeField(help_text="when the token stops working")
+
+
+class TokensRevokedSerializer(serializers.Serializer):
+    revoked = serializers.IntegerField(help_text="how many tokens were revoked")
+
+
+class TicketSerializer(serializers.Serializer):
+    ticket = serializers.CharField(help_text="?ticket= on /ws/quotes/ or /sse/quotes/, once")
+    expires_in = serializers.FloatField(help_text="seconds within which to use it")
+
+
+class TokenCreateApi(APIView):
+    """POST /api/token/ ``{"username", "password"}`` → ``{"token": "...", "expiry": "..."}``.
+
+    Each call issues a new token (one per device; earlier ones stay valid
+    until they expire or are revoked). The server stores only its hash, so
+    this answer is the only place the token ever appears. JSON or
+    form-encoded body. Missing fields, bad credentials (or an inactive user)
+    and any malformed or hostile body are 400 ``{"detail": ...}``; a username
+    or address with too many failed logins is 429 with ``Retry-After``
+    (``feeds.auth.LoginAttempts``), whatever the password. The only anonymous
+    endpoint.
     """
 
     # No authentication at all: SessionAuthentication would demand a CSRF
@@ -102,20 +137,91 @@ class TokenCreateApi(APIView):
     permission_classes = (AllowAny,)
     parser_classes = (SafeJSONParser, FormParser)
 
-    @schema.token_create
+    @extend_schema(
+        operation_id="token_create",
+        request=TokenInputSerializer,
+        responses={
+            200: TokenIssuedSerializer,
+            400: schema.ErrorSerializer,
+            415: schema.ErrorSerializer,
+            429: schema.ErrorSerializer,
+        },
+        auth=[],
+    )
     def post(self, request: Request) -> Response:
         data = TokenInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         username = data.validated_data["username"]
+        # The Django request: django-axes counts failures and flags lockouts on it.
+        http_request = request._request
         user = authenticate(
-            request._request, username=username, password=data.validated_data["password"]
+            http_request, username=username, password=data.validated_data["password"]
         )
         if user is None:
+            if getattr(http_request, "axes_locked_out", False):
+                logger.info("token refused for username %r: locked out", username)
+                raise LoginLocked(
+                    wait=getattr(http_request, "feeds_retry_after", None),
+                    detail="Too many failed logins: this account or address is locked.",
+                )
             logger.info("token refused for username %r: bad credentials", username)
             raise BadCredentials()
-        token, created = Token.objects.get_or_create(user=user)
-        logger.info("token %s for user %s", "created" if created else "handed out", user.pk)
-        return Response(TokenOutputSerializer({"token": token.key}).data)
+        token, row = auth.issue_token(user)
+        logger.info("API token issued to user %s (expires %s)", user.pk, row.expiry)
+        return Response(
+            TokenIssuedSerializer({"token": token, "expiry": row.expiry}).data
+        )
+
+
+class TokenRevokeApi(APIView):
+    """POST /api/token/revoke/: revoke the token this request carries; ``?all=1``: every token.
+
+    ``{"revoked": N}``. Feed connections opened with a revoked token close
+    with 4401 (``feeds.auth``, "Revocation"). A request without a token (a
+    session) must say ``?all=1``: otherwise 400, since it names no token.
+    """
+
+    @extend_schema(
+        operation_id="token_revoke",
+        request=None,
+        parameters=[
+            OpenApiParameter(
+                "all", OpenApiTypes.BOOL, description="revoke every token of the user"
+            )
+        ],
+        responses={200: TokensRevokedSerializer, 400: schema.ErrorSerializer, **schema.NEEDS_LOGIN},
+    )
+    def post(self, request: Request) -> Response:
+        every = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+        user = request.user
+        if every:
+            revoked, _ = user.auth_token_set.all().delete()
+        elif request.auth is not None and hasattr(request.auth, "digest"):
+            revoked, _ = type(request.auth).objects.filter(digest=request.auth.digest).delete()
+        else:
+            raise NoTokenToRevoke()
+        logger.info("user %s revoked %d API token(s)%s", user.pk, revoked, " (all)" * every)
+        return Response(TokensRevokedSerializer({"revoked": revoked}).data)
+
+
+class TicketCreateApi(APIView):
+    """POST /api/ws-ticket/ → ``{"ticket": "...", "expires_in": 30}``.
+
+    A one-time credential for ``?ticket=`` on ``/ws/quotes/`` or
+    ``/sse/quotes/``: it admits one handshake within ``FEED_WS_TICKET_TTL_S``
+    and never again, so no long-lived token goes into a URL. Authenticated by
+    token or session (a session POST needs its CSRF token, as DRF checks).
+    """
+
+    @extend_schema(
+        operation_id="ws_ticket_create",
+        request=None,
+        responses={200: TicketSerializer, **schema.NEEDS_LOGIN},
+    )
+    def post(self, request: Request) -> Response:
+        ttl = float(settings.FEED_WS_TICKET_TTL_S)
+        ticket = auth.issue_ticket(request.user)
+        return Response({"ticket": ticket, "expires_in": int(ttl) if ttl.is_integer() else ttl})
 
 
 def _instruments_matching(filters: dict[str, Any]) -> QuerySet[Instrument]:
