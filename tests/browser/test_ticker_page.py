@@ -13,7 +13,9 @@ from tests.servers import Server, manage
 from tests.timeouts import timeout
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+# Screenshots a person may look at after a run; git-ignored. docs/ticker.png is
+# refreshed by `python -m docs.pictures` only, never by a test.
+ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "artifacts"
 DEFAULT_SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "BTC-USD", "ETH-USD", "GBP/USD", "USD/JPY"]
 STORAGE_KEY = f"marketfeed:watchlist:v1:{USERNAME}"
 
@@ -87,7 +89,8 @@ def test_default_watchlist_shows_prices_that_change(page):
     page.wait_for_function(
         "() => Number(/last (\\d+) s/.exec(document.querySelector('[data-chart=range]').textContent)?.[1]) >= 6"
     )
-    page.screenshot(path=str(DOCS / "ticker.png"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ticker.png"))
 
 
 def test_a_price_move_tints_its_cell_green_or_red(page):
