@@ -69,6 +69,8 @@ INSTALLED_APPS = [
     # Failed-login counting and lockout (feeds/auth.py "Brute force").
     "axes",
     "drf_spectacular",
+    # Swagger UI's files for /api/schema/docs/, served as our own static files (no CDN).
+    "drf_spectacular_sidecar",
     "channels",
     "feeds",
 ]
@@ -367,6 +369,15 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "marketfeed REST API",
     "DESCRIPTION": "The REST part of docs/PROTOCOL.md (Endpoints).",
     "VERSION": "1",
+    # Served at /api/schema/ with Swagger UI at /api/schema/docs/ (feeds/edges/api/contracts.py,
+    # logged-in users only); the schema does not list those pages themselves.
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No validator badge: Swagger UI would fetch it from the validator's site.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -3,9 +3,9 @@
 The views are plain ``APIView``s with explicit serializers, which
 drf-spectacular cannot guess; each view method carries one of the decorators
 below. ``manage.py spectacular`` prints the schema; the API contract test
-(tests/security/test_api_contract.py) runs schemathesis against it. The
-schema is not served over HTTP: every endpoint but the token one needs a
-login, and the schema adds nothing a client of PROTOCOL.md lacks.
+(tests/security/test_api_contract.py) runs schemathesis against it. A
+logged-in user reads it at ``/api/schema/`` and browses it with Swagger UI at
+``/api/schema/docs/`` (``contracts.py``).
 """
 
 from __future__ import annotations
