@@ -143,7 +143,7 @@ if REDIS_LAYER not in ("pubsub", "core"):
     raise ImproperlyConfigured(f"REDIS_LAYER={REDIS_LAYER!r}: expected pubsub or core")
 if REDIS_URL:
     # redis-py 8 defaults to a 5 s socket timeout, equal to the layers' blocking
-    # read timeout, and caps a pool at 100 connections (PITFALLS.md).
+    # read timeout, and caps a pool at 100 connections (docs/STACK.md, "Redis timeouts").
     _redis_host = {"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}
     if REDIS_LAYER == "pubsub":
         CHANNEL_LAYERS = {

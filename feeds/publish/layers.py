@@ -2,7 +2,7 @@
 
 ``InMemoryChannelLayer`` is correct but was written for a handful of
 consumers, not for a ticker publishing tens of thousands of messages a second
-(PITFALLS.md, and the profile in docs/PERFORMANCE.md):
+(docs/STACK.md, "In-memory layer", and the profile in docs/PERFORMANCE.md):
 
 - ``group_send`` starts a task per member and awaits them all, so the
   publisher yields to the event loop after every message. A ticker pass of

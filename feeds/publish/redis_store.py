@@ -125,7 +125,8 @@ class RedisStore:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            # socket_timeout None: redis-py 8's default (5 s) breaks blocking reads (PITFALLS.md).
+            # socket_timeout None: redis-py 8's default (5 s) breaks blocking reads
+            # (docs/STACK.md, "Redis timeouts").
             client = aredis.Redis.from_url(
                 self.url, decode_responses=True, socket_timeout=None, socket_connect_timeout=5,
                 health_check_interval=30, max_connections=1000,

@@ -3,7 +3,7 @@
 DRF's ``JSONParser`` only catches ``ValueError``: a deeply nested body raises
 ``RecursionError`` out of the decoder, and a lone surrogate (``"\\ud800"``)
 decodes fine but then breaks the database driver or the JSON renderer further
-down. Both end as HTTP 500 (docs PITFALLS.md, ``obtain_auth_token``).
+down. Both end as HTTP 500 (docs/STACK.md, "Lone surrogates").
 ``SafeJSONParser`` raises ``ParseError`` for all of these, so the client gets
 ``400 {"detail": "..."}``.
 """

@@ -49,7 +49,7 @@ from feeds.publish.store import get_store
 
 logger = logging.getLogger(__name__)
 
-# Twisted drops request heads over 16 KiB (PITFALLS.md), so daphne never
+# Twisted drops request heads over 16 KiB (docs/STACK.md, "Request heads"), so daphne never
 # delivers this many; the cap bounds the work under any other server.
 MAX_QUOTE_SYMBOLS = 10_000
 
