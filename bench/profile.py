@@ -1,6 +1,6 @@
 """``--profile``: py-spy samples of the server processes over the measurement window.
 
-A figure that misses its target needs the profile that explains it (issue 4).
+A figure that misses its target needs the profile that explains it.
 py-spy attaches to the running daphne / runticker / reference from outside, so
 the server runs unmodified; it samples every thread (``--threads`` is implied
 by the raw output) at 200 Hz and costs the sampled process little. The

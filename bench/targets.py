@@ -1,4 +1,4 @@
-"""Issue 4's targets, judged against the newest result of each scenario.
+"""The targets of docs/PERFORMANCE.md, judged against the newest result of each scenario.
 
 Each row reads its figure from one scenario's summary, so the verdict
 ("met" / "not met" / "not run") is reproducible from bench/results/ alone.
