@@ -139,7 +139,7 @@ class Ticker:
         """Bring the running set of books in line with the instrument table."""
         self._known_fingerprint = await self._fingerprint()
         listed = {item.spec.symbol: item for item in await self._load()}
-        # --- wildcard subscriptions (issue 7): symbols new to the table, however they got there ---
+        # --- wildcard subscriptions: symbols new to the table, however they got there ---
         added = [] if initial else sorted(listed.keys() - self._listed)
         self._listed = set(listed)
         now = self.clock()

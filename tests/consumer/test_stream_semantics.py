@@ -1,4 +1,4 @@
-"""Stream semantics of issue 7 in-process: throttle, wildcard, prev_seq, resume (PROTOCOL.md, "Extensions")."""
+"""Stream semantics of the extensions in-process: throttle, wildcard, prev_seq, resume (PROTOCOL.md, "Extensions")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stream semantics of issue 7 against a real daphne with the websockets client, in real time."""
+"""Stream semantics of the extensions against a real daphne with the websockets client, in real time."""
 
 from __future__ import annotations
 
