@@ -1,13 +1,16 @@
 """Refresh the README's picture of the ticker page, docs/ticker.png.
 
-    .venv/bin/python -m docs.pictures [--out docs/ticker.png]
+    .venv/bin/python -m docs.pictures [--out docs/ticker.png] [--minutes 2]
 
 Starts the feed (plain daphne, embedded default, a throw-away SQLite database
-and a fixed price seed) on a free port, signs in as ``demo`` in the system
-Chromium through Playwright, as the browser tests do (tests/browser/), waits
-until the default watchlist ticks, the status bar has measured and every
-row's sparkline holds a few seconds, and writes the screenshot. The tests
-never write into docs/; this command is the one way the picture changes.
+and a fixed price seed) on a free port and lets it run until ``--minutes``
+one-minute bars are complete, so that the chart shows candles (up to three
+minutes with the default; 0 does not wait). Then it signs in as ``demo`` in
+the system Chromium through Playwright, as the browser tests do
+(tests/browser/), waits until the default watchlist ticks, the status bar
+has measured and every row's sparkline holds a few seconds, and writes the
+screenshot. The tests never write into docs/; this command is the one way
+the picture changes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
@@ -28,6 +32,7 @@ PICTURE = ROOT / "docs" / "ticker.png"
 # Not passed on from this shell: the picture is of the embedded default.
 EMBEDDED_ONLY = ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")
 USERNAME, PASSWORD = "demo", "demo-pass-123"  # run.py's demo user
+BARS_FLUSH_S = 5  # FEED_BARS_FLUSH_S's default
 SPARK_POINTS = 12  # at most one per 250 ms (feeds/static/feeds/history.js)
 
 
@@ -36,6 +41,9 @@ def arguments() -> argparse.Namespace:
         prog="python -m docs.pictures", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--out", type=Path, default=PICTURE, help="the PNG to write")
+    parser.add_argument(
+        "--minutes", type=int, default=2, help="complete one-minute bars to wait for (0: none)"
+    )
     return parser.parse_args()
 
 
@@ -83,6 +91,11 @@ def main() -> None:
         server = Server(env, free_port())
         server.start()
         try:
+            if args.minutes:
+                # Past the next N minute boundaries, plus one flush of the bar writer.
+                ready = (time.time() // 60 + args.minutes) * 60 + BARS_FLUSH_S + 1
+                print(f"waiting {ready - time.time():.0f} s for {args.minutes} complete bars")
+                time.sleep(max(0.0, ready - time.time()))
             screenshot(server.url, args.out)
         finally:
             server.stop()
