@@ -1,7 +1,7 @@
-"""What the consumer needs from the WebSocket server underneath it.
+"""The server underneath the feed (daphne, Twisted, autobahn): what ASGI does not carry.
 
 ASGI gives an application ``send`` and nothing else, but a market data feed
-needs two things it does not carry:
+needs more, and this adapter takes it from under daphne:
 
 - back-pressure: to conflate for a slow client *before* the kernel and the
   server buffer seconds of quotes, the consumer must know when the client's
@@ -12,16 +12,33 @@ needs two things it does not carry:
 - speed: a quote goes to many clients as the very same text. Through ASGI
   each copy would pass the session wrapper, daphne's reply handler and
   autobahn's generic ``sendMessage``, and be encoded and framed again. Here
-  the frame is built once per quote and wire format (``Framer.shared``,
-  cached until the hub's next flush pass), and all the frames of one flush to one client go to its
-  socket in one ``send`` while Twisted has nothing buffered for it. Only what
-  the kernel does not take goes through Twisted's ``write``, which buffers it,
-  waits for the socket to drain, and pauses the producer when the buffer
-  passes the high-water mark. (Twisted's own ``write`` always buffers and
-  waits for the next reactor turn: an epoll registration, a wake-up and a
-  deregistration per frame, two thirds of the server's time in a profile.)
-  Order holds with anything sent through ASGI, since every path writes
-  synchronously and the fast one only runs while nothing is queued.
+  the frame is built once per quote and wire format (feeds/deliver/server_frames.py),
+  and all the frames of one flush to one client go to its socket in one
+  ``send`` while Twisted has nothing buffered for it. Only what the kernel
+  does not take goes through Twisted's ``write``, which buffers it, waits for
+  the socket to drain, and pauses the producer when the buffer passes the
+  high-water mark. (Twisted's own ``write`` always buffers and waits for the
+  next reactor turn: an epoll registration, a wake-up and a deregistration
+  per frame, two thirds of the server's time in a profile.) Order holds with
+  anything sent through ASGI, since every path writes synchronously and the
+  fast one only runs while nothing is queued.
+
+Under daphne, ``send`` is ``functools.partial(server.handle_reply, protocol)``;
+``attach`` finds the autobahn protocol there and registers a Twisted
+streaming producer on its transport; ``attach_stream`` (server_http.py) does
+the same for a streaming HTTP response (SSE); ``still_open`` tells a shutdown
+whether a connection's socket is still there. Anywhere else (the test
+communicator, another server) ``attach`` returns a ``Transport`` that does
+what plain ASGI can.
+
+None of this is daphne's, Twisted's or autobahn's public API. Every private
+name the feed uses is in this module and its server_*.py parts, and nowhere
+else; server_check.py lists them, checks them against the installed
+libraries once per process (``check``) and on each connection's objects, and
+when one is gone switches off what needs it with ONE warning naming it,
+rather than falling back in silence. ``mode()`` says what is in effect
+(/healthz for staff, /metrics); tests/live/test_server_contract.py holds the
+installed versions to it.
 
 Compression (PROTOCOL.md "Compression"): daphne never asks autobahn to
 accept permessage-deflate, but autobahn reads the accept function from the
@@ -33,24 +50,63 @@ message stands alone and a quote's compressed frame is shared like its plain
 one; with context takeover the connection's own autobahn compressor is used,
 so the messages that still go through autobahn's ``sendMessage`` stay on the
 same deflate stream, in order.
-
-Under daphne, ``send`` is ``functools.partial(server.handle_reply, protocol)``;
-``attach`` finds the autobahn protocol there and registers a Twisted
-streaming producer on its transport. Anywhere else (the test communicator,
-another server) it returns a ``Transport`` that does what plain ASGI can.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 
-from feeds.core.wire_formats import JSON, OPCODE_TEXT, WireFormat, message_compressor
+from feeds.core.wire_formats import JSON, WireFormat
+from feeds.deliver.server_check import (
+    ADAPTER,
+    BACK_PRESSURE,
+    CLOSE_CODES,
+    COMPRESSION,
+    FAST_WRITE,
+    FEATURES,
+    Adapter,
+    check,
+    mode,
+)
+from feeds.deliver.server_frames import (
+    Framer,
+    forget_frames,
+    frame,
+    frame_of,
+    framer,
+    text_frame,
+)
+from feeds.deliver.server_http import (
+    HttpStream,
+    Producer,
+    attach_stream,
+    limit_socket_buffer,
+)
+
+__all__ = [
+    "FEATURES",
+    "SERVER_SEND",
+    "AsgiSend",
+    "Framer",
+    "HttpStream",
+    "Transport",
+    "attach",
+    "attach_stream",
+    "check",
+    "direct_writes",
+    "forget_frames",
+    "frame",
+    "frame_of",
+    "framer",
+    "mode",
+    "offer_compression",
+    "still_open",
+    "text_frame",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,84 +115,9 @@ SERVER_SEND = "marketfeed.server_send"
 
 AsgiSend = Callable[[dict[str, Any]], Awaitable[None]]
 
-
-class Framer:
-    """The WebSocket frames of one wire format and compression (server side: unmasked).
-
-    ``shared`` caches a frame until the hub's next flush pass, for texts that
-    go to many clients (a quote): the conversion to MessagePack and the
-    compression are then made once per process per quote, not per subscriber.
-    """
-
-    __slots__ = ("_cache", "_compress", "_opcode", "_payload")
-
-    def __init__(self, wire: WireFormat, compress: Callable[[bytes], bytes] | None) -> None:
-        self._cache: dict[str, bytes] = {}
-        self._payload = wire.payload
-        self._opcode = wire.opcode
-        self._compress = compress
-
-    def own(self, text: str) -> bytes:
-        """The frame of a text of this client's only (a batch, a reply)."""
-        payload = self._payload(text)
-        if self._compress is None:
-            return frame(self._opcode, payload)
-        return frame(self._opcode, self._compress(payload), compressed=True)
-
-    def shared(self, text: str) -> bytes:
-        """The frame of a text other clients get too, built once per flush pass."""
-        data = self._cache.get(text)
-        if data is None:
-            data = self._cache[text] = self.own(text)
-        return data
-
-    def frames(self, texts: list[str], shared: bool) -> bytes:
-        build = self.shared if shared else self.own
-        return build(texts[0]) if len(texts) == 1 else b"".join(map(build, texts))
-
-    def forget(self) -> None:
-        self._cache.clear()
-
-
-# (format name, server window bits when compressed without context takeover, else 0)
-_framers: dict[tuple[str, int], Framer] = {}
-
-
-def framer(wire: WireFormat, window_bits: int = 0) -> Framer:
-    """The process's framer of ``wire``, deflated per message with ``window_bits`` when not 0."""
-    key = (wire.name, window_bits)
-    found = _framers.get(key)
-    if found is None:
-        compress = message_compressor(window_bits) if window_bits else None
-        found = _framers[key] = Framer(wire, compress)
-    return found
-
-
-def frame_of(text: str) -> bytes:
-    """The JSON text frame of ``text``, built once per flush pass."""
-    return framer(JSON).shared(text)
-
-
-def forget_frames() -> None:
-    """Drop the frames of the last flush pass (the hub calls it after each one)."""
-    for each in _framers.values():
-        each.forget()
-
-
-def frame(opcode: int, payload: bytes, *, compressed: bool = False) -> bytes:
-    """RFC 6455 section 5.2: FIN, RSV1 if compressed (RFC 7692), the opcode, the length."""
-    first = 0x80 | (0x40 if compressed else 0) | opcode
-    size = len(payload)
-    if size < 126:
-        return bytes((first, size)) + payload
-    if size < 65536:
-        return bytes((first, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((first, 127)) + size.to_bytes(8, "big") + payload
-
-
-def text_frame(payload: bytes) -> bytes:
-    """An uncompressed text frame of ``payload`` (UTF-8)."""
-    return frame(OPCODE_TEXT, payload)
+# The names feeds/edges/sse.py imported before ``attach_stream``; remove with that import.
+_Producer = Producer
+_limit_socket_buffer = limit_socket_buffer
 
 
 class Transport:
@@ -160,20 +141,9 @@ class Transport:
         await self._send({"type": "websocket.close", "code": code})
 
 
-class _Producer:
-    """A Twisted streaming producer that only relays pause and resume."""
-
-    __slots__ = ("pauseProducing", "resumeProducing")
-
-    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
-        self.pauseProducing = pause
-        self.resumeProducing = resume
-
-    def stopProducing(self) -> None:
-        """The connection is gone; the consumer hears of it as a disconnect."""
-
-
 class DaphneTransport(Transport):
+    """daphne's autobahn protocol and its Twisted TCP transport, as far as ``features`` allow."""
+
     def __init__(
         self,
         send: AsgiSend,
@@ -184,34 +154,44 @@ class DaphneTransport(Transport):
         wire: WireFormat = JSON,
         compression: str = "off",
         max_message_bytes: int = 0,
+        features: frozenset[str] = frozenset({FAST_WRITE, BACK_PRESSURE, CLOSE_CODES, COMPRESSION}),
+        adapter: Adapter = ADAPTER,
     ) -> None:
         super().__init__(send, wire)
         self._protocol = protocol
         self._buffer_bytes = buffer_bytes
         self._socket_buffer_bytes = socket_buffer_bytes
-        self._open_state = getattr(protocol, "STATE_OPEN", None)
-        self._gone_states = {getattr(protocol, n, n) for n in ("STATE_CLOSING", "STATE_CLOSED")}
+        self._features = features
+        self._adapter = adapter
+        self._fast = FAST_WRITE in features
+        if self._fast:
+            self._open_state = protocol.STATE_OPEN
+            self._gone_states = {protocol.STATE_CLOSING, protocol.STATE_CLOSED}
         self._framer: Framer | None = None  # known once the handshake has settled compression
-        if compression != "off":
+        if compression != "off" and COMPRESSION in features:
             offer_compression(protocol, compression, max_message_bytes)
 
     def write_frames(self, texts: list[str], shared: bool) -> bool:
+        if not self._fast:
+            return False
         protocol = self._protocol
-        if protocol.state in self._gone_states:
+        state = protocol.state
+        if state in self._gone_states:
             # The close frame is out (a shutdown, a limit): nothing may follow it,
             # and autobahn would raise. The texts are dropped, as a reader would.
             return True
         # Only on an open connection with nothing queued inside autobahn, so order holds.
-        if protocol.state != self._open_state or protocol.send_queue:
+        if state != self._open_state or protocol.send_queue:
             return False
         data = self._frames(texts, shared)
         tcp = protocol.transport
+        self._adapter.direct_writes += 1
         if (
             not tcp.dataBuffer
             and not tcp._tempDataLen
             and tcp.connected
             and not tcp.disconnecting
-            and not getattr(tcp, "TLS", True)  # a TLS transport must encrypt: Twisted's path
+            and not tcp.TLS  # after a startTLS Twisted must encrypt: its own write path
         ):
             try:
                 sent = tcp.socket.send(data)
@@ -226,7 +206,7 @@ class DaphneTransport(Transport):
     def _frames(self, texts: list[str], shared: bool) -> bytes:
         """The frames of ``texts`` as this connection negotiated them (format, compression)."""
         if self._framer is None:
-            pmce = getattr(self._protocol, "_perMessageCompress", None)
+            pmce = self._protocol._perMessageCompress if COMPRESSION in self._features else None
             if pmce is not None and not pmce.server_no_context_takeover:
                 # Context takeover: one deflate stream per connection, autobahn's own,
                 # so the messages that still go through autobahn share it in order.
@@ -239,53 +219,56 @@ class DaphneTransport(Transport):
         return self._framer.frames(texts, shared)
 
     def watch(self, *, pause: Callable[[], None], resume: Callable[[], None]) -> None:
-        transport = getattr(self._protocol, "transport", None)
-        if transport is None:
+        if BACK_PRESSURE not in self._features:
             return
+        transport = self._protocol.transport
         try:
-            _release_http_channel(transport)
+            if not self._release_http_channel(transport):
+                return
             transport.bufferSize = self._buffer_bytes
-            transport.registerProducer(_Producer(pause, resume), True)
-        except Exception:  # an unexpected transport: keep serving, without back-pressure
-            logger.warning("no back-pressure for this connection's transport", exc_info=True)
+            transport.registerProducer(Producer(pause, resume), True)
+        except Exception as exc:  # an unexpected transport: keep serving, without back-pressure
+            logger.debug("transport producer refused", exc_info=True)
+            name = f"twisted tcp.Connection.registerProducer ({type(exc).__name__})"
+            self._adapter.lose(name, {BACK_PRESSURE})
             return
         if self._socket_buffer_bytes:
-            _limit_socket_buffer(transport, self._socket_buffer_bytes)
+            limit_socket_buffer(transport, self._socket_buffer_bytes)
+
+    def _release_http_channel(self, transport: Any) -> bool:
+        """Unregister twisted.web's HTTPChannel, still the producer after daphne's upgrade.
+
+        daphne upgrades the HTTP connection in place, and the HTTPChannel that read
+        the handshake stays registered as the transport's producer. Nothing would
+        pause our outbox then; worse, a full send buffer would make the channel
+        stop *reading* the socket, so a slow reader's pings and requests would sit
+        unread. Any other producer is unexpected: leave it, and say so (False).
+        """
+        producer = transport.producer
+        if producer is None:
+            return True
+        channel_class = self._adapter.libraries.http_channel
+        if not isinstance(channel_class, type) or not isinstance(producer, channel_class):
+            found = type(producer).__qualname__
+            self._adapter.lose(
+                f"twisted.web HTTPChannel as the upgraded connection's producer ({found} instead)",
+                {BACK_PRESSURE},
+            )
+            return False
+        transport.unregisterProducer()
+        return True
 
     async def close(self, code: int) -> None:
         if code == 1000 or 3000 <= code <= 4999:
             await super().close(code)
-        else:
+        elif CLOSE_CODES in self._features:
             # autobahn's own close path refuses these codes; its frame-level one does not.
             self._protocol.sendCloseFrame(code=code)
-
-
-def _release_http_channel(transport: Any) -> None:
-    """Unregister twisted.web's HTTPChannel, still the producer after daphne's upgrade.
-
-    daphne upgrades the HTTP connection in place, and the HTTPChannel that read
-    the handshake stays registered as the transport's producer. Nothing would
-    pause our outbox then; worse, a full send buffer would make the channel
-    stop *reading* the socket, so a slow reader's pings and requests would sit
-    unread. Any other producer is unexpected: leave it, and say so.
-    """
-    from twisted.web.http import HTTPChannel
-
-    producer = transport.producer
-    if producer is None:
-        return
-    if not isinstance(producer, HTTPChannel):
-        raise RuntimeError(f"the transport already has a producer: {producer!r}")
-    transport.unregisterProducer()
-
-
-def _limit_socket_buffer(transport: Any, size: int) -> None:
-    """Cap the kernel send buffer, so a stalled reader shows up as back-pressure quickly."""
-    try:
-        handle = transport.getHandle()
-        handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-    except (AttributeError, OSError):
-        pass
+        else:
+            # Without it autobahn refuses the code: drop the connection, the client reconnects.
+            transport = getattr(self._protocol, "transport", None)
+            if transport is not None:
+                transport.loseConnection()
 
 
 def attach(
@@ -296,6 +279,7 @@ def attach(
     wire: WireFormat = JSON,
     compression: str = "off",
     max_message_bytes: int = 0,
+    adapter: Adapter | None = None,
 ) -> Transport:
     """The transport behind an ASGI ``send``: daphne's when it is there, plain otherwise.
 
@@ -303,12 +287,14 @@ def attach(
     what to accept of a client's permessage-deflate offer; only daphne's
     transport can, and only when attached before the handshake is accepted.
     ``max_message_bytes`` caps what a compressed client message may inflate
-    to (0: no cap).
+    to (0: no cap). Under daphne the connection gets the features its objects
+    and the process's check allow (``mode``). ``adapter``: a test's own.
     """
-    if isinstance(send, functools.partial) and send.args:
-        protocol = send.args[0]
-        needed = ("sendCloseFrame", "transport", "state", "send_queue")
-        if all(hasattr(protocol, a) for a in needed):
+    adapter = adapter or ADAPTER
+    protocol = adapter.daphne_target(send)
+    if protocol is not None:
+        features = adapter.websocket_features(protocol)
+        if features:
             return DaphneTransport(
                 send,
                 protocol,
@@ -317,11 +303,30 @@ def attach(
                 wire=wire,
                 compression=compression,
                 max_message_bytes=max_message_bytes,
+                features=features,
+                adapter=adapter,
             )
     return Transport(send, wire)
 
 
+def still_open(send: AsgiSend, *, adapter: Adapter | None = None) -> bool:
+    """Whether the daphne connection behind ``send`` still has a connected socket.
+
+    False elsewhere (no socket this process can see). A shutdown waits on it
+    so that the 1001 close frames are on the wire before the reactor stops.
+    """
+    protocol = (adapter or ADAPTER).daphne_target(send)
+    transport = getattr(protocol, "transport", None)
+    return bool(transport is not None and getattr(transport, "connected", False))
+
+
+def direct_writes() -> int:
+    """How many flushes this process wrote to clients' transports directly (not through ASGI)."""
+    return ADAPTER.direct_writes
+
+
 # --- permessage-deflate (RFC 7692) through autobahn's negotiation ------------------------------
+
 
 class _DeflateAccept(PerMessageDeflateOfferAccept):  # type: ignore[misc]
     """autobahn's accept, saying ``server_no_context_takeover`` when we impose it.

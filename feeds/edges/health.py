@@ -11,7 +11,12 @@ A staff user (session, or ``Authorization: Token ...``) also gets
 ``"process"``: what this server process holds (open WebSockets, registered
 connections, symbols and subscriptions, layer groups joined, the longest
 outbox, RSS; ``feeds.deliver.runtime.process_stats``), to watch for leaks from
-outside. Counts only; anyone else never sees it.
+outside. Counts only; anyone else never sees it. Staff also get ``"server"``:
+which of what ASGI does not carry the server underneath provides here (fast
+writes, back-pressure, close codes, compression, SSE; ``degraded`` and the
+``missing`` pieces when daphne serves but a dependency upgrade took one away;
+``feeds.deliver.server.mode``). A degraded process still serves, so it does
+not make the check fail.
 """
 
 from __future__ import annotations
@@ -28,9 +33,9 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from feeds.core import events
-from feeds.deliver import runtime
 from feeds.auth import user_for_token
+from feeds.core import events
+from feeds.deliver import runtime, server
 from feeds.publish.store import get_store
 
 logger = logging.getLogger(__name__)
@@ -98,6 +103,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     healthy = all(result == OK for result in results)
     if await is_staff(request):
         body["process"] = await runtime.process_stats()
+        body["server"] = server.mode()
     return JsonResponse(
         {"status": OK if healthy else UNAVAILABLE, **body}, status=200 if healthy else 503
     )

@@ -5,7 +5,12 @@ hub's registry, each outbox's conflation count, the ticker's publish count),
 so the hot path pays nothing for them. Two things are counted as they happen:
 errors sent to clients, by code (rare by nature), and each quote's age when it
 reaches this process (one histogram observation per quote per process, not
-per subscriber).
+per subscriber). The server adapter's state (feeds/deliver/server.py) is
+here too: ``marketfeed_server_feature{feature=...}`` 1 for each of what ASGI
+does not carry that is in effect, ``marketfeed_server_degraded`` 1 when daphne
+serves without one of them, ``marketfeed_server_missing{piece=...}`` naming
+what a dependency upgrade took away, and the flushes written to clients'
+transports directly.
 
 Every process has its own figures: scrape each daphne directly (not through
 the load balancer) and ``runticker --metrics-port`` for the ticker.
@@ -25,6 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from feeds.deliver import server
 from feeds.deliver.counters import REGISTRY
 
 
@@ -59,11 +65,15 @@ class FeedCollector(Collector):
             connections.add_metric([kind], count)
         yield connections
         yield GaugeMetricFamily(
-            "marketfeed_subscriptions", "Subscriptions (connection and symbol pairs).", value=subscriptions
+            "marketfeed_subscriptions", "Subscriptions (connection and symbol pairs).",
+            value=subscriptions,
         )
-        yield GaugeMetricFamily("marketfeed_symbols", "Symbols with a subscriber here.", value=symbols)
+        yield GaugeMetricFamily(
+            "marketfeed_symbols", "Symbols with a subscriber here.", value=symbols
+        )
         yield CounterMetricFamily(
-            "marketfeed_quotes_received", "Quotes this process received from the channel layer.", value=received
+            "marketfeed_quotes_received", "Quotes this process received from the channel layer.",
+            value=received,
         )
         yield CounterMetricFamily(
             "marketfeed_quotes_delivered", "Quotes written to clients.", value=sent
@@ -73,14 +83,46 @@ class FeedCollector(Collector):
             "Quotes skipped for a slow client (replaced by a newer one): its seq gaps.",
             value=conflated,
         )
+        yield from server_metrics()
         ticker = runtime.embedded_ticker(self.loop)
         if ticker is not None:
             yield from ticker_metrics(ticker)
 
 
+def server_metrics() -> Iterator[Any]:
+    """What the server underneath provides here (``feeds.deliver.server.mode``)."""
+    state = server.mode()
+    features = GaugeMetricFamily(
+        "marketfeed_server_feature",
+        "1 while the server underneath provides this feature (fast_write, back_pressure, ...).",
+        labels=["feature"],
+    )
+    for feature in server.FEATURES:
+        features.add_metric([feature], 1 if state[feature] else 0)
+    yield features
+    yield GaugeMetricFamily(
+        "marketfeed_server_degraded",
+        "1 when daphne serves but a piece of it, Twisted or autobahn the feed needs is missing.",
+        value=1 if state["degraded"] else 0,
+    )
+    missing = GaugeMetricFamily(
+        "marketfeed_server_missing", "A piece of daphne, Twisted or autobahn found missing.",
+        labels=["piece"],
+    )
+    for piece in state["missing"]:
+        missing.add_metric([piece], 1)
+    yield missing
+    yield CounterMetricFamily(
+        "marketfeed_server_direct_writes",
+        "Flushes written to a client's transport directly, not through ASGI and autobahn.",
+        value=server.direct_writes(),
+    )
+
+
 def ticker_metrics(ticker: Any) -> Iterator[Any]:
     yield CounterMetricFamily(
-        "marketfeed_quotes_published", "Quotes the ticker in this process published.", value=ticker.published
+        "marketfeed_quotes_published", "Quotes the ticker in this process published.",
+        value=ticker.published,
     )
     yield GaugeMetricFamily(
         "marketfeed_instruments_ticking", "Active instruments the ticker generates quotes for.",
