@@ -397,7 +397,10 @@ def still_authorized(tokens: list[str], users: list[str]) -> tuple[dict[str, str
     from django.db.models import Q
     from knox.models import get_token_model
 
-    by_digest = {(t if _DIGEST_RE.fullmatch(t) else token_digest(t)): t for t in tokens}
+    by_digest: dict[str, list[str]] = {}
+    for item in tokens:
+        digest = item if _DIGEST_RE.fullmatch(item) else token_digest(item)
+        by_digest.setdefault(digest, []).append(item)
     digests = list(by_digest)
     good_tokens: dict[str, str] = {}
     unexpired = Q(expiry__isnull=True) | Q(expiry__gt=timezone.now())
@@ -405,9 +408,8 @@ def still_authorized(tokens: list[str], users: list[str]) -> tuple[dict[str, str
         rows = get_token_model().objects.filter(
             unexpired, digest__in=digests[start : start + 500], user__is_active=True
         )
-        good_tokens.update(
-            (by_digest[digest], str(pk)) for digest, pk in rows.values_list("digest", "user_id")
-        )
+        for digest, pk in rows.values_list("digest", "user_id"):
+            good_tokens.update((item, str(pk)) for item in by_digest[digest])
     good_users: set[str] = set()
     for start in range(0, len(users), 500):
         rows = get_user_model().objects.filter(pk__in=users[start : start + 500], is_active=True)

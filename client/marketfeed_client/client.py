@@ -26,10 +26,12 @@ import contextlib
 import itertools
 import json
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -54,7 +56,10 @@ from marketfeed_client.tracker import SeqTracker
 
 logger = logging.getLogger(__name__)
 
-AUTH_WAYS = ("header", "query", "message")
+# "ticket": before each connect, trade the token for a one-time ticket over
+# HTTPS (POST /api/ws-ticket/) and put only that in the URL (PROTOCOL.md, "Tickets").
+AUTH_WAYS = ("header", "query", "message", "ticket")
+TICKET_TIMEOUT_S = 10.0
 WIRE_FORMATS = ("json", "msgpack")
 INBOX_SIZE = 1024  # decoded messages waiting for the supervisor, over all connections
 
@@ -336,6 +341,8 @@ class FeedClient:
         if isinstance(error, InvalidStatus) and error.response.status_code == 403:
             if self._opts.token is not None and self._opts.auth != "message":
                 raise AuthenticationError("the server refused the token (HTTP 403)")
+        if isinstance(error, urllib.error.HTTPError) and error.code in (401, 403):
+            raise AuthenticationError(f"the server refused the token (HTTP {error.code})")
         if self._links:
             return  # make-before-break failed; the old link's 1001 close will dial again
         delay = self._backoff.next_delay()
@@ -352,8 +359,12 @@ class FeedClient:
     async def _dialer(self, delay: float) -> None:
         await asyncio.sleep(delay)
         opts = self._opts
-        url, headers = handshake(opts.url, opts.token, opts.auth, opts.wire_format)
         try:
+            if opts.auth == "ticket" and opts.token is not None:
+                url, headers = handshake(opts.url, None, "header", opts.wire_format)
+                url = with_query(url, ticket=await fetch_ticket(opts.url, opts.token))
+            else:
+                url, headers = handshake(opts.url, opts.token, opts.auth, opts.wire_format)
             ws = await self._opts.connect(url, additional_headers=headers)
         except Exception as exc:  # refused, timed out, HTTP error, broken handshake
             await self._inbox.put((None, DialFailed(exc)))
@@ -403,3 +414,32 @@ class FeedClient:
         if not isinstance(item, BaseException):
             self._callbacks.call(item)
         await self._events.put(item)
+
+
+async def fetch_ticket(ws_url: str, token: str) -> str:
+    """A one-time ticket for the next handshake: ``POST /api/ws-ticket/`` with the token.
+
+    The HTTP side of the same server: ``https`` for ``wss``, and the path of
+    ``ws/quotes/`` with ``api/ws-ticket/`` in its place.
+    """
+    parts = urlsplit(ws_url)
+    root = parts.path[: -len("ws/quotes/")] if parts.path.endswith("ws/quotes/") else "/"
+    scheme = "https" if parts.scheme == "wss" else "http"
+    ticket_url = urlunsplit((scheme, parts.netloc, f"{root}api/ws-ticket/", "", ""))
+    request = urllib.request.Request(
+        ticket_url, data=b"", method="POST",
+        headers={"Authorization": f"Token {token}", "Accept": "application/json"},
+    )
+
+    def post() -> str:
+        with urllib.request.urlopen(request, timeout=TICKET_TIMEOUT_S) as response:
+            return str(json.load(response)["ticket"])
+
+    return await asyncio.to_thread(post)
+
+
+def with_query(url: str, **params: str) -> str:
+    """``url`` with these query parameters added."""
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query))

@@ -1,10 +1,14 @@
 """The instrument admin: validation, search, filters, halt / resume actions.
 
 Every write goes through ``feeds.services`` so the running feed hears of it
-once the transaction commits. The DRF token admin stays as
-``rest_framework.authtoken`` registers it; deleting or changing a token there
-(or disabling or deleting a user) closes its open feed connections with 4401
-(``feeds.auth``, "Revocation").
+once the transaction commits. The API token admin stays as django-rest-knox
+registers it (tokens listed by digest; a token added there is shown once);
+deleting or changing a token there (or disabling or deleting a user) closes
+its open feed connections with 4401 (``feeds.auth``, "Revocation").
+
+Audit: every change made in the admin is in Django's admin log (``LogEntry``:
+who, when, what), halts and resumes included, and each entry is also written
+to the application log (logger ``feeds.audit``) so it leaves the database.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
 from django.db.models import QuerySet
+from django.db.models.signals import post_save
 from django.http import HttpRequest
 from django.utils.translation import ngettext
 
@@ -24,6 +30,7 @@ from feeds import auth, entitlements, services
 from feeds.models import Entitlement, Instrument
 
 logger = logging.getLogger(__name__)
+audit = logging.getLogger("feeds.audit")
 
 # The admin is loaded in every process at start-up (admin autodiscovery), and
 # the token and user admins are where tokens are revoked and users disabled,
@@ -119,17 +126,31 @@ class InstrumentAdmin(admin.ModelAdmin):
         # Listed first: with the changelist filtered on "active", the queryset
         # would no longer match the rows once they are halted.
         selected = list(queryset)
+        turning = [i for i in selected if i.active]
         changed = services.instrument_halt(instruments=selected)
+        self._audit(request, turning, "halted")
         self._report(request, changed, len(selected), "halted")
 
     @admin.action(description="Resume selected instruments")
     def resume_selected(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
         selected = list(queryset)
+        turning = [i for i in selected if not i.active]
         changed = services.instrument_resume(instruments=selected)
+        self._audit(request, turning, "resumed")
         self._report(request, changed, len(selected), "resumed")
 
+    def _audit(self, request: HttpRequest, changed: list[Instrument], verb: str) -> None:
+        """An admin log entry per instrument the action changed, and one application log line."""
+        for instrument in changed:
+            self.log_change(request, instrument, f"{verb.capitalize()} (admin action).")
+        user = request.user
+        logger.info(
+            "instruments %s by %s (user id %s): %s",
+            verb, user.get_username(), user.pk,
+            ", ".join(i.symbol for i in changed) or "none (already so)",
+        )
+
     def _report(self, request: HttpRequest, changed: int, selected: int, verb: str) -> None:
-        logger.info("admin %s %s of %s selected instruments", verb, changed, selected)
         message = ngettext(
             "%(count)d instrument %(verb)s.", "%(count)d instruments %(verb)s.", changed
         ) % {"count": changed, "verb": verb}
@@ -204,3 +225,25 @@ def _with_inline(model: type[Any], inline: type[admin.TabularInline]) -> None:
 
 
 _with_inline(Group, GroupEntitlementInline)
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+def _log_entry_saved(sender: Any, instance: LogEntry, created: bool, **kwargs: Any) -> None:
+    """Every admin log entry, also in the application log: who, what, which object."""
+    if not created:
+        return
+    action = {1: "added", 2: "changed", 3: "deleted"}.get(instance.action_flag, "?")
+    audit.info(
+        "admin %s %s %r (id %s) by user %s: %s",
+        action,
+        instance.content_type.model if instance.content_type_id else "?",
+        instance.object_repr,
+        instance.object_id,
+        instance.user_id,
+        instance.get_change_message() or "-",
+    )
+
+
+post_save.connect(_log_entry_saved, sender=LogEntry, dispatch_uid="feeds-audit-log-entry")

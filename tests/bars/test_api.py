@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from feeds.auth import issue_token
 from tests.bars.conftest import T0, add_bar
 
 URL = "/api/bars/{}/"
@@ -22,7 +22,7 @@ def _quiet_settings(settings):
 def client(transactional_db) -> APIClient:
     user = User.objects.create_user("barreader", password="bar-pass-123")
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(user)[0]}")
     return api
 
 

@@ -98,10 +98,11 @@ def instruments(transactional_db):
 def make_user(name: str):
     """A user with the password ``<name>-pass-123`` and an API token in ``.token``."""
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+
+    from feeds.auth import issue_token
 
     u = User.objects.create_user(name, password=f"{name}-pass-123")
-    u.token = Token.objects.create(user=u).key
+    u.token = issue_token(u)[0]
     return u
 
 

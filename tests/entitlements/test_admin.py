@@ -18,9 +18,9 @@ BOTH_SCOPES = "An entitlement names an exchange or an asset class: fill in exact
 def operator(settings) -> Client:
     settings.STATIC_ROOT = None
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    User.objects.create_superuser("root", password="root-pass-123")
+    root = User.objects.create_superuser("root", password="root-pass-123")
     http = Client()
-    http.login(username="root", password="root-pass-123")
+    http.force_login(root)
     return http
 
 

@@ -69,10 +69,11 @@ def test_all_quotes_are_only_the_visible_ones(api):
 
 def test_a_superuser_sees_every_instrument(api, instruments):
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+
+    from feeds.auth import issue_token
 
     root = User.objects.create_superuser("root", password="root-pass-123")
-    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=root).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(root)[0]}")
     assert len(listed(api, "/api/instruments/")) == len(instruments)
     assert api.get("/api/instruments/JPM/").status_code == 200
 

@@ -14,6 +14,16 @@ from tests.consumer.conftest import (  # noqa: F401 - fixtures, re-exported for 
 )
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Failed-login counters and tickets (Django's cache) start empty in every test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def bob(transactional_db):
     return make_user("bob")

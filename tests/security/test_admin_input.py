@@ -63,21 +63,32 @@ def test_a_refused_edit_leaves_the_instrument_exactly_as_it_was(admin_client):
     assert after.name == "NVIDIA" and after.tick_size == Decimal("0.01")
 
 
-def test_a_second_token_for_a_user_is_refused_in_the_token_admin(admin_client, django_user_model):
-    from rest_framework.authtoken.models import Token
+def test_a_token_added_in_the_admin_is_shown_once_and_stored_hashed(
+    admin_client, django_user_model
+):
+    """One user may hold several tokens (one per device); the admin shows a new one once."""
+    from django.contrib.messages import get_messages
+    from knox.models import AuthToken
+
+    from feeds.auth import find_token, issue_token
 
     user = django_user_model.objects.create_user("carol", password="carol-pass-123")
-    first = Token.objects.create(user=user)
-    response = admin_client.post("/admin/authtoken/tokenproxy/add/", {"user": user.pk})
-    assert response.status_code == 200
-    assert form_errors(response)["user"]
-    assert list(Token.objects.filter(user=user)) == [first]
+    issue_token(user)
+    response = admin_client.post("/admin/knox/authtoken/add/", {"user": user.pk})
+    assert response.status_code == 302
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    token = next(m.split()[-1] for m in shown if m.startswith("TOKEN "))
+    assert AuthToken.objects.filter(user=user).count() == 2
+    assert find_token(token).user == user
+    assert not AuthToken.objects.filter(digest=token).exists()
+    assert not AuthToken.objects.filter(token_key=token).exists()
 
 
 def test_an_unknown_user_for_a_token_is_refused(admin_client):
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
-    count = Token.objects.count()
-    response = admin_client.post("/admin/authtoken/tokenproxy/add/", {"user": "99999"})
-    assert response.status_code == 200 and form_errors(response)["user"]
-    assert Token.objects.count() == count
+    count = AuthToken.objects.count()
+    response = admin_client.post("/admin/knox/authtoken/add/", {"user": "99999"})
+    assert response.status_code == 200
+    assert form_errors(response)["user"]
+    assert AuthToken.objects.count() == count

@@ -20,6 +20,8 @@ pytestmark = pytest.mark.django_db
 
 OPERATIONS = {
     ("POST", "/api/token/"),
+    ("POST", "/api/token/revoke/"),
+    ("POST", "/api/ws-ticket/"),
     ("GET", "/api/instruments/"),
     ("GET", "/api/instruments/{symbol}/"),
     ("GET", "/api/quotes/"),
@@ -45,10 +47,11 @@ def api_schema(db, settings):
 @pytest.fixture
 def token(db) -> str:
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
+
+    from feeds.auth import issue_token
 
     user = User.objects.create_user("contract", password="contract-pass-123")
-    return Token.objects.create(user=user).key
+    return issue_token(user)[0]
 
 
 def test_the_schema_covers_every_api_endpoint():

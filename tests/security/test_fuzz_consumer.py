@@ -349,7 +349,7 @@ async def test_every_frame_gets_the_answer_protocol_md_gives(batch, user, bystan
 
 
 # Tokens that are not tokens: NUL, lone surrogates, too long, odd unicode.
-hostile_tokens = st.sampled_from(["\ud800", "a\x00b", "x" * 41, "\u202e", " "]) | odd_text
+hostile_tokens = st.sampled_from(["\ud800", "a\x00b", "x" * 41, "x" * 81, "\u202e", " "]) | odd_text
 hostile_auth = st.builds(lambda t, i: encoded({"op": "auth", "token": t, "id": i}), hostile_tokens, ids)
 
 

@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 
+from feeds.auth import token_digest
 from feeds.core.protocol import CloseCode
 from tests.conftest import timeout
 
@@ -29,9 +30,9 @@ def operator(fast_hashing, transactional_db):
     from django.contrib.auth.models import User
     from django.test import Client as DjangoClient
 
-    User.objects.create_superuser("root", password="root-pass-123")
+    root = User.objects.create_superuser("root", password="root-pass-123")
     http = DjangoClient()
-    http.login(username="root", password="root-pass-123")
+    http.force_login(root)
     return http
 
 
@@ -69,7 +70,8 @@ async def test_deleting_a_token_in_the_admin_closes_its_connections_with_4401(
     for client in (by_query, by_session, other_user):
         assert (await client.recv())["type"] == "welcome"
 
-    status = await post(operator, f"/admin/authtoken/tokenproxy/{user.pk}/delete/", {"post": "yes"})
+    digest = token_digest(user.token)
+    status = await post(operator, f"/admin/knox/authtoken/{digest}/delete/", {"post": "yes"})
     assert status == 302
 
     await assert_revoked(by_query)
@@ -82,13 +84,15 @@ async def test_deleting_a_token_in_the_admin_closes_its_connections_with_4401(
 
 
 async def test_moving_a_token_to_another_user_closes_its_connections(connect, user, bob, operator):
-    from rest_framework.authtoken.models import TokenProxy
+    from knox.models import AuthToken
 
     client = await connect()
     assert (await client.recv())["type"] == "welcome"
-    # The token admin edits a token under its user's id; give bob alice's token.
-    await database_sync_to_async(lambda: TokenProxy.objects.filter(user=bob).delete())()
-    status = await post(operator, f"/admin/authtoken/tokenproxy/{user.pk}/change/", {"user": bob.pk})
+    # Give bob alice's token in the token admin.
+    row = await database_sync_to_async(AuthToken.objects.get)(digest=token_digest(user.token))
+    form = {"digest": row.digest, "token_key": row.token_key, "user": bob.pk,
+            "expiry_0": f"{row.expiry:%Y-%m-%d}", "expiry_1": f"{row.expiry:%H:%M:%S}"}
+    status = await post(operator, f"/admin/knox/authtoken/{row.digest}/change/", form)
     assert status == 302
     await assert_revoked(client)
 
@@ -121,14 +125,14 @@ async def test_deleting_a_user_closes_their_connections(connect, user, operator)
 
 async def test_a_rolled_back_deletion_closes_nothing(connect, user):
     from django.db import transaction
-    from rest_framework.authtoken.models import Token
+    from knox.models import AuthToken
 
     client = await connect()
     assert (await client.recv())["type"] == "welcome"
 
     def delete_then_roll_back() -> None:
         with transaction.atomic():
-            Token.objects.filter(key=user.token).delete()
+            AuthToken.objects.filter(digest=token_digest(user.token)).delete()
             transaction.set_rollback(True)
 
     await database_sync_to_async(delete_then_roll_back)()

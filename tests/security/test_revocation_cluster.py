@@ -34,7 +34,10 @@ async def test_deleting_a_token_closes_its_connections_on_both_servers_with_4401
             for ws in sockets:
                 assert decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))[0]["type"] == "welcome"
             # An operator's shell on another machine: its own process, the shared Redis.
-            revoke = f"from rest_framework.authtoken.models import Token; Token.objects.filter(key='{token}').delete()"
+            revoke = (
+                "from knox.models import AuthToken; from feeds.auth import token_digest; "
+                f"AuthToken.objects.filter(digest=token_digest('{token}')).delete()"
+            )
             await asyncio.to_thread(manage, env, "shell", "--no-imports", "-c", revoke)
             for ws in sockets:
                 seen = await until_closed(ws)
