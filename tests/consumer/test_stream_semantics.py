@@ -1,4 +1,7 @@
-"""Stream semantics of the extensions in-process: throttle, wildcard, prev_seq, resume (PROTOCOL.md, "Extensions")."""
+"""Stream semantics of the extensions in-process (PROTOCOL.md, "Extensions").
+
+Throttle, wildcard, prev_seq and resume.
+"""
 
 from __future__ import annotations
 
