@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from tests.schema import server_messages_checked
 from tests.servers import Server, free_port, manage
 from tests.timeouts import timeout
 
@@ -25,6 +26,21 @@ def _fresh_feed_state(settings):
     yield
     channel_layers.backends.clear()
     reset_store()
+
+
+@pytest.fixture(autouse=True)
+def contract_violations():
+    """Every frame a live server sends a websockets client is checked against docs/asyncapi.json.
+
+    Whatever the test does with the frame, and whoever reads it (the test, the
+    Python client under test), the test fails if the server sent a message
+    the document does not describe. (A test of the check itself takes the list
+    this yields and empties it.)
+    """
+    with server_messages_checked() as violations:
+        yield violations
+    shown = "\n".join(violations[:10])
+    assert not violations, f"server messages outside docs/asyncapi.json:\n{shown}"
 
 
 # --- a live server shared by the live and browser tests ------------------------
