@@ -104,13 +104,13 @@ def test_the_sse_stream_sends_the_messages_of_protocol_md():
     names = {m["$ref"].rsplit("/", 1)[1] for m in stream["messages"]}
     assert names == {"welcome", "subscribed", "snapshot", "quote", "status", "heartbeat", "error"}
     query = stream["bindings"]["http"]["query"]
-    assert set(query["properties"]) >= {"symbols", "throttle_ms", "token"}
+    assert set(query["properties"]) >= {"symbols", "throttle_ms", "token", "ticket"}
     assert query["required"] == ["symbols"]
 
 
 def test_the_websocket_query_parameters_are_documented():
     ws = asyncapi()["channels"]["quotes"]["bindings"]["ws"]
-    assert set(ws["query"]["properties"]) >= {"token", "format"}
+    assert set(ws["query"]["properties"]) >= {"token", "ticket", "format"}
     assert ws["query"]["properties"]["format"]["enum"] == ["json", "msgpack"]
 
 
