@@ -222,6 +222,8 @@ class DaphneTransport(Transport):
         if BACK_PRESSURE not in self._features:
             return
         transport = self._protocol.transport
+        if transport is None:  # already gone
+            return
         try:
             if not self._release_http_channel(transport):
                 return

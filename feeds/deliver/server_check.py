@@ -248,16 +248,29 @@ class Adapter:
 
     @property
     def libraries(self) -> Libraries:
-        if self._libraries is None:
-            self._libraries = self._given if self._given is not None else Libraries.installed()
-        return self._libraries
+        current = self._libraries
+        if current is None or (
+            self._given is None
+            and current.daphne_server is None
+            and "daphne.server" in sys.modules
+        ):
+            # First use, or daphne's server loaded since (``runserver`` loads it after the
+            # apps): load again, and check again; a piece already named is not named twice.
+            current = self._given if self._given is not None else Libraries.installed()
+            self._libraries = current
+            self._checked = False
+        return current
 
     def check(self) -> list[str]:
-        """Check the installed classes (the first call only); the names of the missing pieces."""
+        """Check the installed classes (once; again if daphne's server loaded since).
+
+        Returns the names of the missing pieces.
+        """
         with self._lock:
+            libraries = self.libraries
             if not self._checked:
                 self._checked = True
-                for name, features in class_level_missing(self.libraries):
+                for name, features in class_level_missing(libraries):
                     self._record(name, features)
         return sorted(self._missing)
 

@@ -120,7 +120,7 @@ async def stalled(feed: Feed) -> tuple[RawClient, dict[str, int]]:
     await client.connect()
     client.send({"op": "subscribe", "symbols": SYMBOLS, "id": 1})
     had: dict[str, int] = {}
-    async with asyncio.timeout(timeout(10)):
+    async with asyncio.timeout(timeout(20)):
         while len(had) < len(SYMBOLS):
             opcode, payload = await client.frame()
             for msg in decode_frame(payload.decode()) if opcode == TEXT else ():
@@ -163,14 +163,14 @@ async def test_a_stalled_reader_is_conflated_not_buffered(feed):
         before = await asyncio.to_thread(scrape, feed.server.url, feed.token)
         slow, had = await stalled(feed)
         mark = reader.count
-        await asyncio.wait_for(reader.wait_for(mark + STALL_QUOTES), timeout(30))
+        await asyncio.wait_for(reader.wait_for(mark + STALL_QUOTES), timeout(60))
         during = reader.count - mark
         targets = dict(reader.latest)
         after = await asyncio.to_thread(scrape, feed.server.url, feed.token)
         received = 0
         gaps: list[tuple[str, int, int, int | None]] = []  # symbol, had, got, its prev_seq
         behind = set(SYMBOLS)
-        async with asyncio.timeout(timeout(20)):
+        async with asyncio.timeout(timeout(30)):
             async for msg in slow.messages():
                 if msg["type"] != "quote":
                     continue
