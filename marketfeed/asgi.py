@@ -5,7 +5,7 @@ embedded default the ticker starts inside this process as soon as the server's
 event loop runs (daphne: when the Twisted reactor starts; any other server: at
 the first request).
 
-Every WebSocket is registered with ``feeds.deliver.runtime`` while it is open, so that
+Every WebSocket is registered with the process owner (``feeds.deliver.process``) while it is open, so that
 a shutdown first asks each client to ``reconnect`` elsewhere, waits up to
 ``FEED_RECONNECT_GRACE_S`` for them to move, then closes the rest with 1001
 "going away" (PROTOCOL.md):
@@ -43,7 +43,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path
 
 from feeds.auth import OriginValidator, TokenAuthMiddleware
-from feeds.deliver import runtime
+from feeds.deliver import process, shutdown
 from feeds.deliver.server import SERVER_SEND
 from feeds.edges import sse
 from feeds.edges.websocket import QuoteConsumer
@@ -63,12 +63,12 @@ sse_application = AuthMiddlewareStack(sse.stream_quotes)
 async def application(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["type"] == "lifespan":
         return await _lifespan(receive, send)
-    runtime.ensure_embedded()
+    process.here().ensure_ticker()
     if scope["type"] == "websocket":
         # Session middleware wraps ``send``; the consumer needs the server's own
         # to reach the transport (feeds.deliver.server).
         scope = dict(scope, **{SERVER_SEND: send})
-        with runtime.websocket_open(send):
+        with process.here().websocket_open(send):
             return await router(scope, receive, send)
     if scope["type"] == "http" and scope.get("path") == sse.PATH:  # Server-Sent Events
         return await sse_application(dict(scope, **{SERVER_SEND: send}), receive, send)
@@ -79,12 +79,16 @@ async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            runtime.ensure_embedded()
+            process.here().ensure_ticker()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await runtime.shutdown()  # make-before-break: reconnect, grace, 1001; then the ticker
+            await shutdown.shutdown()  # make-before-break: reconnect, grace, 1001; then the ticker
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def _ensure_ticker() -> None:
+    process.here().ensure_ticker()
 
 
 def _start_with_reactor() -> None:
@@ -94,7 +98,7 @@ def _start_with_reactor() -> None:
     from twisted.internet import reactor
 
     # Startup callbacks run before the asyncio loop spins; callLater(0) runs inside it.
-    reactor.callWhenRunning(reactor.callLater, 0, runtime.ensure_embedded)
+    reactor.callWhenRunning(reactor.callLater, 0, _ensure_ticker)
     # Registered before daphne's own trigger (it cancels every application), so the
     # close frames go out first; the phase waits for the Deferred.
     reactor.addSystemEventTrigger("before", "shutdown", _close_websockets_at_shutdown)
@@ -104,8 +108,8 @@ def _close_websockets_at_shutdown():  # type: ignore[no-untyped-def]
     from twisted.internet.defer import Deferred
 
     # make-before-break: reconnect, grace (a second SIGTERM cuts it short), 1001
-    return Deferred.fromFuture(asyncio.ensure_future(runtime.shutdown(interruptible=True)))
+    return Deferred.fromFuture(asyncio.ensure_future(shutdown.shutdown(interruptible=True)))
 
 
 _start_with_reactor()
-runtime.freeze_startup_objects()
+process.freeze_startup_objects()

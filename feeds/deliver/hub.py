@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -26,10 +25,10 @@ from channels.layers import get_channel_layer
 
 from feeds.core import events, protocol
 from feeds.core.groups import SERVERS_CONTROL_GROUP, group_for_symbol
-from feeds.deliver.counters import quote_arrived
-from feeds.publish.outage import STORE, outage
 from feeds.core.outbox import Outbox
+from feeds.deliver.counters import quote_arrived
 from feeds.deliver.server import forget_frames
+from feeds.publish.outage import STORE, outage
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +37,19 @@ GROUP_REFRESH_S = 3600.0
 RECEIVE_BACKOFF_MAX_S = 5.0
 
 
-class Subscriber(Protocol):
-    """What the hub needs of a connection (QuoteConsumer)."""
-
-    outbox: Outbox
+class Member(Protocol):
+    """What the hub routes quotes to (a ``Session``): the hot path."""
 
     def deliver_quote(self, symbol: str, seq: int, text: str) -> None: ...
 
     def deliver_status(self, symbol: str, text: str) -> None: ...
+
+
+class Listener(Protocol):
+    """A connection of the process (``Connection``): control events, heartbeats, counts."""
+
+    outbox: Outbox
+    session: Any  # its Member
 
     def on_server_event(self, event: dict[str, Any]) -> None: ...
 
@@ -57,8 +61,8 @@ class Hub:
         self.layer = get_channel_layer()
         self.heartbeat_s = heartbeat_s
         self.channel: str | None = None
-        self.connections: dict[Subscriber, None] = {}
-        self.members: dict[str, dict[Subscriber, None]] = {}
+        self.connections: dict[Listener, None] = {}
+        self.members: dict[str, dict[Member, None]] = {}
         self._joined: set[str] = set()
         self._group_lock = asyncio.Lock()
         self._ready: list[Outbox] = []
@@ -101,32 +105,33 @@ class Hub:
 
     # --- registry ------------------------------------------------------------------------
 
-    def register(self, conn: Subscriber) -> None:
+    def register(self, conn: Listener) -> None:
         self.connections[conn] = None
 
-    async def unregister(self, conn: Subscriber, symbols: Iterable[str]) -> None:
+    async def unregister(self, conn: Listener, symbols: Iterable[str]) -> None:
+        """``conn`` is gone: no more events, and its session's ``symbols`` are no longer routed."""
         if self.connections.pop(conn, False) is None:
             self.retired_conflated += conn.outbox.conflated
             self.retired_quotes_sent += conn.outbox.quotes_sent
-        await self.leave(conn, symbols)
+        await self.leave(conn.session, symbols)
 
-    async def join(self, conn: Subscriber, symbols: Iterable[str]) -> None:
-        """Route quotes of ``symbols`` to ``conn``; returns once the process is in their groups."""
+    async def join(self, member: Member, symbols: Iterable[str]) -> None:
+        """Route quotes of ``symbols`` to ``member``; returns once the process is in their groups."""
         need = []
         for symbol in symbols:
-            self.members.setdefault(symbol, {})[conn] = None
+            self.members.setdefault(symbol, {})[member] = None
             if symbol not in self._joined:
                 need.append(symbol)
         if need:
             await self._sync_groups(need)
 
-    async def leave(self, conn: Subscriber, symbols: Iterable[str]) -> None:
-        """Stop routing ``symbols`` to ``conn`` at once; leave groups nobody here needs."""
+    async def leave(self, member: Member, symbols: Iterable[str]) -> None:
+        """Stop routing ``symbols`` to ``member`` at once; leave groups nobody here needs."""
         stale = []
         for symbol in symbols:
             members = self.members.get(symbol)
             if members is not None:
-                members.pop(conn, None)
+                members.pop(member, None)
                 if not members:
                     del self.members[symbol]
                     stale.append(symbol)
@@ -186,11 +191,12 @@ class Hub:
             if layer_outage.active:
                 layer_outage.recovered("hub receive")
             try:
-                self._dispatch(message)
+                self.dispatch(message)
             except Exception:
                 logger.exception("hub: could not handle a layer message of type %r", message.get("type"))
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
+    def dispatch(self, message: dict[str, Any]) -> None:
+        """Route one layer message: a quote or status to its members, anything else to all."""
         kind = message.get("type")
         if kind == events.QUOTE:
             self.quotes_received += 1
@@ -250,33 +256,3 @@ class Hub:
                 )
         except Exception as exc:
             outage(STORE).failed("hub group refresh", exc)
-
-
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
-
-
-def current_hub(loop: asyncio.AbstractEventLoop | None = None) -> Hub | None:
-    """The hub of ``loop`` (default: the running one, if any), if it has been started."""
-    loop = loop or running_loop()
-    return None if loop is None else _hubs.get(loop)
-
-
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The running event loop, or None outside one (a scrape from a plain thread)."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-async def get_hub() -> Hub:
-    """The running event loop's hub, started on first use."""
-    from django.conf import settings
-
-    loop = asyncio.get_running_loop()
-    hub = _hubs.get(loop)
-    if hub is None:
-        hub = _hubs[loop] = Hub(heartbeat_s=settings.FEED_HEARTBEAT_S)
-    await hub.start()
-    return hub
-

@@ -10,7 +10,7 @@ loop, where the consumers use them.
 A staff user (session, or ``Authorization: Token ...``) also gets
 ``"process"``: what this server process holds (open WebSockets, registered
 connections, symbols and subscriptions, layer groups joined, the longest
-outbox, RSS; ``feeds.deliver.runtime.process_stats``), to watch for leaks from
+outbox, RSS; ``feeds.deliver.process.FeedProcess.stats``), to watch for leaks from
 outside. Counts only; anyone else never sees it. Staff also get ``"server"``:
 which of what ASGI does not carry the server underneath provides here (fast
 writes, back-pressure, close codes, compression, SSE; ``degraded`` and the
@@ -35,7 +35,8 @@ from django.views.decorators.http import require_safe
 
 from feeds.auth import user_for_token
 from feeds.core import events
-from feeds.deliver import runtime, server
+from feeds.deliver import server
+from feeds.deliver.process import feed_process
 from feeds.publish.store import get_store
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     body: dict[str, object] = dict(zip(names, results, strict=True))
     healthy = all(result == OK for result in results)
     if await is_staff(request):
-        body["process"] = await runtime.process_stats()
+        body["process"] = (await feed_process()).stats()
         body["server"] = server.mode()
     return JsonResponse(
         {"status": OK if healthy else UNAVAILABLE, **body}, status=200 if healthy else 503

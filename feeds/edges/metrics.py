@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from feeds.deliver import server
+from feeds.deliver import process, server
 from feeds.deliver.counters import REGISTRY
 
 
@@ -41,10 +41,8 @@ class FeedCollector(Collector):
         self.loop = loop
 
     def collect(self) -> Iterator[Any]:
-        from feeds.deliver import runtime
-        from feeds.deliver.hub import current_hub
-
-        hub = current_hub(self.loop)
+        owner = process.current(self.loop)
+        hub = owner.hub if owner is not None else None
         connections = GaugeMetricFamily(
             "marketfeed_connections", "Open client connections, by kind.", labels=["kind"]
         )
@@ -84,7 +82,7 @@ class FeedCollector(Collector):
             value=conflated,
         )
         yield from server_metrics()
-        ticker = runtime.embedded_ticker(self.loop)
+        ticker = owner.ticker if owner is not None else None
         if ticker is not None:
             yield from ticker_metrics(ticker)
 

@@ -11,9 +11,9 @@ from django.test.utils import CaptureQueriesContext
 
 from feeds.core.bars import Bar
 from feeds.core.engine import Quote
-from feeds.deliver.runtime import build_ticker
 from feeds.models import Bar as BarRow
 from feeds.publish.bar_writer import BarTable, BarWriter
+from feeds.publish.build import build_ticker
 from tests.bars.conftest import T0, add_bar
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,7 +43,10 @@ def at(minute: int) -> datetime:
 
 
 class CountingTable(BarTable):
-    """The real table, counting its calls; ``fail`` makes the next calls raise like a dead database."""
+    """The real table, counting its calls.
+
+    ``fail`` makes the next calls raise like a dead database.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -82,7 +85,8 @@ async def test_many_quotes_from_a_ticker_are_written_in_one_statement_per_flush(
     for _ in range(590):  # nearly three minutes of the clock in 0.3 s steps
         clock.now += 0.3
         published += await ticker.tick()
-    assert published > 3000 and table.calls == 0  # nothing written per tick
+    assert published > 3000
+    assert table.calls == 0  # nothing written per tick
     assert await bars.flush() > 0
     assert table.calls == 1
     stored = await sync(rows)()
@@ -96,7 +100,9 @@ def test_one_flush_is_one_upsert_after_the_first_reads(instruments):
     instruments("AAPL")
     instruments("MSFT")
     table = BarTable()
-    bars = [Bar("AAPL", T0 + 60 * m, 10.0, 11.0, 9.0, 10.5, 100, 2, fresh=m == 0) for m in range(50)]
+    bars = [
+        Bar("AAPL", T0 + 60 * m, 10.0, 11.0, 9.0, 10.5, 100, 2, fresh=m == 0) for m in range(50)
+    ]
     bars.append(Bar("MSFT", T0, 50.0, 50.0, 50.0, 50.0, 1, 1, fresh=True))
     with CaptureQueriesContext(connection) as first:
         table.store(bars, prune_before=None)
@@ -104,7 +110,8 @@ def test_one_flush_is_one_upsert_after_the_first_reads(instruments):
     assert statements(first) == ["SELECT", "SELECT", "INSERT"]
     with CaptureQueriesContext(connection) as second:
         table.store([Bar("AAPL", T0 + 60 * 49, 10.0, 12.0, 9.0, 12.0, 200, 3)], prune_before=None)
-    assert statements(second) == ["INSERT"] and "ON CONFLICT" in second.captured_queries[-2]["sql"]
+    assert statements(second) == ["INSERT"]
+    assert "ON CONFLICT" in second.captured_queries[-2]["sql"]
     assert rows()[-1][2:] == (12, 9, 12, 200, 3)
     assert len(rows()) == 50
 
@@ -120,7 +127,8 @@ def test_a_restarted_ticker_adds_to_the_bar_an_earlier_one_stored(instruments):
     for bar in first.aggregator.drain():
         first.pending[bar.key] = bar
     table.store(list(first.pending.values()), prune_before=None)
-    first.record(quote("AAPL", T0 + 50, 10.25, 1_170), 1_160)  # later in minute 1: stays in minute 1
+    # Later in minute 1: it stays in minute 1.
+    first.record(quote("AAPL", T0 + 50, 10.25, 1_170), 1_160)
     table.store(first.aggregator.drain(), prune_before=None)
     assert [r[1:] for r in rows()] == [
         (10, 12, 8.5, 8.5, 450, 5),  # the earlier 300 + 3 trades, and ours, counted once
@@ -138,7 +146,7 @@ def test_retention_deletes_old_bars_in_one_statement_at_most_once_a_minute(instr
     with CaptureQueriesContext(connection) as pruning:
         table.store([], prune_before=bars._prune_due())
     assert statements(pruning) == ["DELETE"]
-    assert [r[0] for r in rows()][0] == datetime.fromtimestamp(T0 + 2 * 86_400, tz=UTC)
+    assert rows()[0][0] == datetime.fromtimestamp(T0 + 2 * 86_400, tz=UTC)
     assert len(rows()) == 24
 
 
@@ -148,12 +156,15 @@ async def test_prune_runs_with_a_flush_and_then_waits_a_minute(instruments):
     bars = writer(retention_days=7, clock=clock)
     assert bars._prune_due() is not None
     await bars.flush()
-    assert bars.table.calls == 1 and bars._prune_due() is None
+    assert bars.table.calls == 1
+    assert bars._prune_due() is None
     clock.now += 61
     assert bars._prune_due() is not None
 
 
-async def test_while_the_database_is_away_bars_wait_and_are_written_when_it_is_back(instruments, feed_log):
+async def test_while_the_database_is_away_bars_wait_and_are_written_when_it_is_back(
+    instruments, feed_log
+):
     await sync(instruments)("AAPL")
     table = CountingTable()
     bars = writer(table)
@@ -163,7 +174,8 @@ async def test_while_the_database_is_away_bars_wait_and_are_written_when_it_is_b
         assert await bars.flush() == 0
     assert len(bars.pending) == 5
     warnings = [r for r in feed_log.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "the database unreachable" in warnings[0].getMessage()
+    assert len(warnings) == 1
+    assert "the database unreachable" in warnings[0].getMessage()
     table.fail = False
     assert await bars.flush() == 5
     assert [r[1] for r in await sync(rows)()] == [10, 11, 12, 13, 14]
@@ -192,7 +204,8 @@ async def test_bars_of_an_instrument_deleted_since_are_dropped_quietly(instrumen
     bars.record(quote("GONE", T0 + 1, 5.0, 2), 1)
     bars.record(quote("AAPL", T0 + 1, 5.0, 2), 1)
     assert await bars.flush() == 2
-    assert len(await sync(rows)()) == 1 and not bars.pending
+    assert len(await sync(rows)()) == 1
+    assert not bars.pending
 
 
 async def test_close_writes_what_is_left(instruments):

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from feeds.models import Instrument
-from feeds.deliver.runtime import build_ticker
+from feeds.publish.build import build_ticker
 from tests.conftest import timeout
 from tests.schema import decode_frame
 

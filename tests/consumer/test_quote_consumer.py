@@ -18,7 +18,8 @@ async def test_header_token_is_welcomed_with_the_protocol_fields(connect, user):
     welcome = await client.recv()
     assert welcome["type"] == "welcome"
     assert welcome["user"] == "alice"
-    assert welcome["heartbeat_s"] == 15 and welcome["max_symbols"] == 1000
+    assert welcome["heartbeat_s"] == 15
+    assert welcome["max_symbols"] == 1000
 
 
 async def test_query_string_token_is_welcomed(connect):
@@ -41,14 +42,16 @@ async def test_bad_query_token_refuses_even_with_a_good_header(connect, user):
 async def test_first_message_auth_welcomes_and_echoes_the_id(connect, user):
     client = await connect("/ws/quotes/")
     welcome = await client.request({"op": "auth", "token": user.token, "id": "a1"})
-    assert welcome["type"] == "welcome" and welcome["id"] == "a1"
+    assert welcome["type"] == "welcome"
+    assert welcome["id"] == "a1"
 
 
 async def test_failed_auth_message_is_unauthorized_then_4401(connect):
     client = await connect("/ws/quotes/")
     await client.send({"op": "auth", "token": "wrong", "id": 7})
     error = await client.recv()
-    assert error["code"] == "unauthorized" and error["id"] == 7
+    assert error["code"] == "unauthorized"
+    assert error["id"] == 7
     assert await client.expect_close() == CloseCode.UNAUTHORIZED
 
 
@@ -68,7 +71,8 @@ async def test_no_auth_within_the_deadline_is_unauthorized_then_4401(connect, se
 
 async def test_auth_on_an_authenticated_connection_is_bad_request(alice, user):
     reply = await alice.request({"op": "auth", "token": user.token, "id": 3})
-    assert reply["type"] == "error" and reply["code"] == "bad_request"
+    assert reply["type"] == "error"
+    assert reply["code"] == "bad_request"
 
 
 async def test_session_cookie_authenticates_the_handshake(connect, user, client):
@@ -140,7 +144,8 @@ async def test_new_epoch_sends_fresh_snapshots_before_its_quotes(alice, ticker):
         book.seq = 0
     await ticker.advance(10)
     snap, before = await alice.recv_until(lambda m: m.get("epoch") == "restart2")
-    assert len(old) == 1 and "restart2" not in old
+    assert len(old) == 1
+    assert "restart2" not in old
     assert snap["type"] == "snapshot"
     assert all(m["type"] != "snapshot" for m in before)  # old-epoch quotes only, if any
     fresh = {snap["symbol"]: snap["seq"]}
@@ -167,7 +172,8 @@ async def test_every_subscriber_gets_the_same_quote_text(connect, ticker):
 
 async def test_unknown_symbol_is_atomic_and_names_every_unknown(alice, ticker):
     reply = await alice.request({"op": "subscribe", "symbols": ["AAPL", "NOPE", "ZZZ"], "id": 2})
-    assert reply["code"] == "unknown_symbol" and reply["symbols"] == ["NOPE", "ZZZ"]
+    assert reply["code"] == "unknown_symbol"
+    assert reply["symbols"] == ["NOPE", "ZZZ"]
     listed = await alice.request({"op": "list", "id": 3})
     assert listed["symbols"] == []
 
@@ -176,14 +182,16 @@ async def test_too_many_symbols_names_the_new_ones_and_changes_nothing(alice, ti
     settings.FEED_MAX_SYMBOLS = 2
     await alice.request({"op": "subscribe", "symbols": ["AAPL"], "id": 1})
     reply = await alice.request({"op": "subscribe", "symbols": ["AAPL", "MSFT", "BTC-USD"], "id": 2})
-    assert reply["code"] == "too_many_symbols" and reply["symbols"] == ["MSFT", "BTC-USD"]
+    assert reply["code"] == "too_many_symbols"
+    assert reply["symbols"] == ["MSFT", "BTC-USD"]
     assert (await alice.request({"op": "list", "id": 3}))["symbols"] == ["AAPL"]
 
 
 async def test_unknown_symbol_wins_over_too_many(alice, ticker, settings):
     settings.FEED_MAX_SYMBOLS = 1
     reply = await alice.request({"op": "subscribe", "symbols": ["AAPL", "MSFT", "NOPE"], "id": 2})
-    assert reply["code"] == "unknown_symbol" and reply["symbols"] == ["NOPE"]
+    assert reply["code"] == "unknown_symbol"
+    assert reply["symbols"] == ["NOPE"]
 
 
 async def test_repeated_subscribe_is_idempotent_and_sends_a_fresh_snapshot(alice, ticker):
@@ -214,7 +222,8 @@ async def test_unsubscribe_stops_quotes_for_that_symbol(alice, ticker):
 
 async def test_unsubscribe_of_unknown_is_an_error_and_of_unsubscribed_is_not(alice, ticker):
     bad = await alice.request({"op": "unsubscribe", "symbols": ["NOPE"], "id": 1})
-    assert bad["code"] == "unknown_symbol" and bad["symbols"] == ["NOPE"]
+    assert bad["code"] == "unknown_symbol"
+    assert bad["symbols"] == ["NOPE"]
     ok = await alice.request({"op": "unsubscribe", "symbols": ["MSFT"], "id": 2})
     assert ok == {"type": "unsubscribed", "id": 2, "symbols": ["MSFT"]}
 
@@ -230,7 +239,8 @@ async def test_ping_answers_pong_with_server_time_in_microseconds(alice):
 
     before = time.time_ns() // 1000
     pong = await alice.request({"op": "ping", "id": 9})
-    assert pong["type"] == "pong" and before <= pong["ts"] <= time.time_ns() // 1000
+    assert pong["type"] == "pong"
+    assert before <= pong["ts"] <= time.time_ns() // 1000
 
 
 # --- halts -----------------------------------------------------------------------------
@@ -279,7 +289,8 @@ async def test_halt_and_resume_reach_subscribers_and_stop_quotes(alice, ticker):
 async def test_bad_frames_get_an_error_and_the_connection_stays(alice, ticker, frame, code):
     await alice.send(frame)
     error = await alice.recv()
-    assert error["type"] == "error" and error["code"] == code
+    assert error["type"] == "error"
+    assert error["code"] == code
     if '"id": 1' in frame:
         assert error["id"] == 1
     assert (await alice.request({"op": "ping", "id": "still-here"}))["type"] == "pong"
@@ -303,8 +314,10 @@ async def test_requests_over_the_rate_get_rate_limited_each_with_its_id(alice, s
     replies = [await alice.recv() for _ in range(45)]
     pongs = [r["id"] for r in replies if r["type"] == "pong"]
     limited = [r["id"] for r in replies if r["type"] == "error" and r["code"] == "rate_limited"]
-    assert len(pongs) >= 40 and len(pongs) + len(limited) == 45
-    assert limited and set(limited).isdisjoint(pongs)
+    assert len(pongs) >= 40
+    assert len(pongs) + len(limited) == 45
+    assert limited
+    assert set(limited).isdisjoint(pongs)
 
 
 async def test_quiet_connection_gets_heartbeats(connect, settings):
@@ -319,7 +332,7 @@ async def test_admin_halt_reaches_subscribers_through_the_control_message(alice,
     from channels.db import database_sync_to_async
 
     from feeds import services
-    from feeds.deliver.runtime import build_ticker
+    from feeds.publish.build import build_ticker
 
     ticker = build_ticker()
     ticker.reload_interval_s = 3600

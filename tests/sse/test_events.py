@@ -1,4 +1,4 @@
-"""The pure part of feeds/edges/sse.py: query parameters, Last-Event-ID, events, resume by time."""
+"""The pure part of the SSE stream (feeds/core/eventstream.py, feeds/deliver/resume.py): query parameters, Last-Event-ID, events, resume by time."""
 
 from __future__ import annotations
 
@@ -8,15 +8,8 @@ import pytest
 
 from feeds.core import protocol
 from feeds.core.engine import Quote
-from feeds.edges.sse import (
-    Refusal,
-    StreamParams,
-    event,
-    parse_last_event_id,
-    parse_params,
-    quote_ts,
-    resume_from,
-)
+from feeds.core.eventstream import Refusal, StreamParams, event, parse_params
+from feeds.deliver.resume import LastEventId, parse_last_event_id, quote_ts, resume_from
 
 
 def quote(symbol: str, seq: int, ts: int) -> str:
@@ -71,7 +64,8 @@ def test_bad_query_strings_are_400_with_a_code(query, code):
     ],
 )
 def test_last_event_id_is_symbol_colon_seq_or_ignored(header, expected):
-    assert parse_last_event_id(header) == expected
+    resume = None if expected is None else LastEventId(*expected, ring=256)
+    assert parse_last_event_id(header, 256) == resume
 
 
 def test_a_quote_is_an_event_named_by_its_type_with_a_symbol_seq_id():
@@ -114,7 +108,8 @@ RING = [quote("B", seq, ts) for seq, ts in ((10, 100), (11, 200), (12, 200 + 1),
 )
 def test_resume_from_starts_at_the_newest_quote_not_after_the_cutoff(cutoff, first_seq):
     missed = resume_from(RING, cutoff)
-    assert missed is not None and protocol.quote_seq(missed[0]) == first_seq
+    assert missed is not None
+    assert protocol.quote_seq(missed[0]) == first_seq
     assert [protocol.quote_seq(t) for t in missed] == list(range(first_seq, 14))
 
 
