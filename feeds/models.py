@@ -190,3 +190,19 @@ class Bar(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instrument_id} {self.start:%Y-%m-%d %H:%M}"
+
+
+class ServerEvent(models.Model):
+    """A control event for the server processes, relayed through the database (feeds.relay).
+
+    Only in the embedded default, where every process has its own in-memory
+    channel layer: a revocation made in ``manage.py shell`` reaches the
+    server this way. Rows live about a minute.
+    """
+
+    payload = models.JSONField()
+    origin = models.CharField(max_length=40, help_text="The process that wrote it.")
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.payload.get('type', '?')} from {self.origin}"

@@ -17,18 +17,28 @@ group expiry) and changes only the costs: ``group_send`` puts the message on
 each member's queue at once, without yielding, so a whole ticker pass lands
 in the hub's queue before the hub runs; messages are copied shallowly (their
 values are strings and numbers); expiry is swept at most once a second.
+
+One thing it adds: an in-memory layer ends at its process, so revocations and
+licence changes sent to the servers' control group are also written for the
+other processes of the machine (feeds/relay.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
 
+from feeds import relay
+from feeds.core.groups import SERVERS_CONTROL_GROUP
+
 EXPIRY_SWEEP_S = 1.0
+logger = logging.getLogger(__name__)
 
 
 class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
@@ -57,6 +67,8 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
             for channel in list(members):
                 # As in Channels' layers, a full member misses a group message.
                 self._put(channel, dict(message), raise_full=False)
+        if group == SERVERS_CONTROL_GROUP and message.get("type") in relay.RELAYED:
+            await _relay(message)
 
     def _put(self, channel: str, message: dict[str, Any], *, raise_full: bool) -> None:
         queue = self.channels.get(channel)
@@ -67,3 +79,11 @@ class LocalChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]
         except asyncio.QueueFull:
             if raise_full:
                 raise ChannelFull(channel) from None
+
+
+async def _relay(message: dict[str, Any]) -> None:
+    """Hand a control event to the other processes of this machine (feeds.relay)."""
+    try:
+        await database_sync_to_async(relay.publish)(message)
+    except Exception as exc:  # their periodic re-check still catches it
+        logger.warning("could not relay %s to other processes (%s)", message.get("type"), exc)
