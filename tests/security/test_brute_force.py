@@ -7,6 +7,7 @@ pass within the test; the real default is 5 minutes.
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
@@ -142,4 +143,14 @@ def test_guesses_during_a_lockout_do_not_prolong_it(users):
     for n in range(10):
         assert_locked(token_attempt("alice", f"more-{n}"))
     wait_out(locked_at + WINDOW_S - time.monotonic())
+    assert token_attempt("alice", users["alice"]).status_code == 200
+
+
+def test_an_operator_lifts_a_lockout(users):
+    from django.core.management import call_command
+
+    for n in range(10):
+        token_attempt("alice", f"guess-{n}")
+    assert_locked(token_attempt("alice", users["alice"]))
+    call_command("axes_reset_username", "alice", stdout=io.StringIO())
     assert token_attempt("alice", users["alice"]).status_code == 200
