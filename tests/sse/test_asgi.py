@@ -95,7 +95,7 @@ async def test_a_session_cookie_authenticates_and_a_token_wins_over_it(sse, user
     from django.test import Client
 
     django_client = Client()
-    assert await sync_to_async(django_client.login)(username="alice", password="alice-pass-123")
+    await sync_to_async(django_client.force_login)(user)
     cookie = f"sessionid={django_client.cookies['sessionid'].value}".encode()
     client = await sse("symbols=MSFT", [(b"cookie", cookie)])
     assert (await client.start())[0] == 200
