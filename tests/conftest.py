@@ -49,7 +49,8 @@ def contract_violations():
 @pytest.fixture(scope="session")
 def live_env(tmp_path_factory) -> dict[str, str]:
     var = tmp_path_factory.mktemp("live-var")
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")}
+    unset = ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(MARKETFEED_VAR_DIR=str(var), PYTHONUNBUFFERED="1", FEED_SEED="7")
     manage(env, "migrate", "--noinput")
     return env
@@ -57,7 +58,10 @@ def live_env(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def token(live_env) -> str:
-    return manage(live_env, "feeduser", "livetester", "--password", "live-pass-123", "--superuser").strip().splitlines()[-1]
+    printed = manage(
+        live_env, "feeduser", "livetester", "--password", "live-pass-123", "--superuser"
+    )
+    return printed.strip().splitlines()[-1]
 
 
 @pytest.fixture(scope="session")

@@ -53,7 +53,8 @@ class Server:
         )
 
         def pump() -> None:
-            assert self.proc and self.proc.stdout
+            assert self.proc
+            assert self.proc.stdout
             for line in self.proc.stdout:
                 self.log.append(line)
                 if self.ready in line:

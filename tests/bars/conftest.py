@@ -17,7 +17,9 @@ from tests.redis.conftest import postgres_url  # noqa: F401 (fixture)
 T0 = 1_700_000_000 // 3600 * 3600  # an hour boundary in the past (2023-11-14 22:00 UTC), seconds
 
 
-def add_instrument(symbol: str, tick: str = "0.01", price: str = "100.00", **extra: Any) -> Instrument:
+def add_instrument(
+    symbol: str, tick: str = "0.01", price: str = "100.00", **extra: Any
+) -> Instrument:
     fields: dict[str, Any] = dict(
         name=symbol, exchange="TEST", asset_class="equity", currency="USD",
         tick_size=Decimal(tick), lot_size=1, reference_price=Decimal(price),
@@ -31,7 +33,8 @@ def add_bar(instrument: Instrument, minute: int, o: str, h: str, lo: str, c: str
             trades: int = 1) -> Bar:
     return Bar.objects.create(
         instrument=instrument, start=datetime.fromtimestamp(T0 + 60 * minute, tz=UTC),
-        open=Decimal(o), high=Decimal(h), low=Decimal(lo), close=Decimal(c), volume=volume, trades=trades,
+        open=Decimal(o), high=Decimal(h), low=Decimal(lo), close=Decimal(c),
+        volume=volume, trades=trades,
     )
 
 

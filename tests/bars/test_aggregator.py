@@ -43,7 +43,8 @@ def tape() -> Tape:
 
 
 def test_a_minute_of_trades_makes_one_bar_of_their_ohlc_volume_and_count(tape):
-    for second, price, size in [(1, 10.0, 100), (10, 12.5, 200), (20, 9.5, 300), (59.999, 11.0, 400)]:
+    trades = [(1, 10.0, 100), (10, 12.5, 200), (20, 9.5, 300), (59.999, 11.0, 400)]
+    for second, price, size in trades:
         tape.quote(T0 + second, price, size)
     assert tape.aggregator.drain() == [Bar("AAPL", T0, 10.0, 12.5, 9.5, 11.0, 1000, 4, fresh=True)]
 
@@ -147,7 +148,10 @@ def test_merge_adds_a_later_part_of_the_same_period():
 
 def minute_bars(*minutes: int) -> list[Bar]:
     """One bar per minute given (T0 + minute), price = the minute, newest first."""
-    return [Bar("X", T0 + 60 * m, m, m + 0.5, m - 0.5, m + 0.25, 10, 1) for m in sorted(minutes, reverse=True)]
+    return [
+        Bar("X", T0 + 60 * m, m, m + 0.5, m - 0.5, m + 0.25, 10, 1)
+        for m in sorted(minutes, reverse=True)
+    ]
 
 
 def test_roll_up_to_five_minutes_aligns_to_the_clock_and_keeps_the_newest():
@@ -157,7 +161,8 @@ def test_roll_up_to_five_minutes_aligns_to_the_clock_and_keeps_the_newest():
         (300, 5, 9.5, 4.5, 9.25, 30, 3),
         (600, 10, 10.5, 9.5, 10.25, 10, 1),
     ]
-    assert [b.start - T0 for b in roll_up(minute_bars(3, 4, 5, 6, 9, 10), span_s=300, limit=2)] == [300, 600]
+    newest_two = roll_up(minute_bars(3, 4, 5, 6, 9, 10), span_s=300, limit=2)
+    assert [b.start - T0 for b in newest_two] == [300, 600]
 
 
 def test_roll_up_of_one_minute_bars_is_the_bars_oldest_first():
@@ -167,9 +172,11 @@ def test_roll_up_of_one_minute_bars_is_the_bars_oldest_first():
 def test_the_bar_aggregator_imports_neither_django_nor_channels():
     code = (
         "import json, sys\nimport feeds.core.bars\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('django', 'channels'))))\n"
+        "print(json.dumps(sorted(m for m in sys.modules"
+        " if m.split('.')[0] in ('django', 'channels'))))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", code],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=60,
     )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -47,7 +47,8 @@ def test_one_minute_bars_come_oldest_first_with_numbers_on_the_tick_grid(client,
         "volume": 10, "trades": 1, "complete": True,
     }
     starts = [bar["start"] for bar in body["bars"]]
-    assert starts == sorted(starts) and "2023-11-14T22:07:00Z" not in starts
+    assert starts == sorted(starts)
+    assert "2023-11-14T22:07:00Z" not in starts
 
 
 def test_limit_keeps_the_newest_bars(client, aapl):
@@ -59,7 +60,8 @@ def test_five_minute_bars_are_rolled_up_on_the_clock(client, aapl):
     bars = client.get(URL.format("AAPL"), {"interval": "5m"}).json()["bars"]
     assert [b["start"][11:16] for b in bars] == ["22:00", "22:05", "22:10"]
     first, middle, last = bars
-    assert (first["open"], first["high"], first["low"], first["close"]) == (100.1, 104.9, 99.5, 104.4)
+    ohlc = (first["open"], first["high"], first["low"], first["close"])
+    assert ohlc == (100.1, 104.9, 99.5, 104.4)
     assert (first["volume"], first["trades"]) == (150, 15)
     assert (middle["volume"], middle["trades"]) == (60 + 70 + 90 + 100, 6 + 7 + 9 + 10)
     assert (last["open"], last["close"], last["volume"]) == (110.1, 111.4, 230)
@@ -67,7 +69,8 @@ def test_five_minute_bars_are_rolled_up_on_the_clock(client, aapl):
 
 def test_hourly_bars_with_a_limit_read_only_what_they_need(client, aapl):
     bars = client.get(URL.format("AAPL"), {"interval": "1h", "limit": 1}).json()["bars"]
-    assert len(bars) == 1 and bars[0]["start"] == "2023-11-14T22:00:00Z"
+    assert len(bars) == 1
+    assert bars[0]["start"] == "2023-11-14T22:00:00Z"
     assert bars[0]["trades"] == sum(m + 1 for m in range(12) if m != 7)
 
 
@@ -110,7 +113,9 @@ def test_a_bad_parameter_is_400_naming_it(client, aapl, query, field):
     response = client.get(URL.format("AAPL"), query)
     assert response.status_code == 400
     body = response.json()
-    assert field in body and isinstance(body["detail"], str) and field in body["detail"]
+    assert field in body
+    assert isinstance(body["detail"], str)
+    assert field in body["detail"]
 
 
 def test_an_unknown_symbol_is_a_json_404(client, instruments):
@@ -122,14 +127,18 @@ def test_an_unknown_symbol_is_a_json_404(client, instruments):
 
 def test_anonymous_callers_get_401(transactional_db, aapl):
     response = APIClient().get(URL.format("AAPL"))
-    assert response.status_code == 401 and "detail" in response.json()
+    assert response.status_code == 401
+    assert "detail" in response.json()
 
 
-def test_with_entitlements_on_bars_of_an_instrument_the_user_may_not_see_are_404(client, aapl, settings):
+def test_with_entitlements_on_bars_of_an_instrument_the_user_may_not_see_are_404(
+    client, aapl, settings
+):
     from feeds.models import Entitlement
 
     settings.FEED_ENTITLEMENTS = True
     response = client.get(URL.format("AAPL"))
-    assert response.status_code == 404 and "unknown symbol" in response.json()["detail"]
+    assert response.status_code == 404
+    assert "unknown symbol" in response.json()["detail"]
     Entitlement.objects.create(user=User.objects.get(username="barreader"), exchange="TEST")
     assert len(client.get(URL.format("AAPL")).json()["bars"]) == 11

@@ -62,12 +62,15 @@ class Feed:
 
 
 def base_env(var_dir, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")}
+    unset = ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(MARKETFEED_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", FEED_SEED="11", **extra)
     return env
 
 
-def daphne(env: dict[str, str], port: int, *, ping_interval: int = 20, ping_timeout: int = 30) -> Server:
+def daphne(
+    env: dict[str, str], port: int, *, ping_interval: int = 20, ping_timeout: int = 30
+) -> Server:
     """daphne as run.py runs it, with these ping settings."""
     return Server(env, port, command=[
         sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),

@@ -55,7 +55,7 @@ def held(stats: dict) -> dict:
 
 
 class Peers:
-    """Connections, each subscribed to a symbol, alive (reading, answering pings) until abandoned."""
+    """Connections, each subscribed to a symbol, alive (reading, answering pings) till abandoned."""
 
     def __init__(self, feed, n: int) -> None:
         self.feed, self.n = feed, n
@@ -147,7 +147,8 @@ async def test_a_thousand_abandoned_connections_leave_counts_and_memory_at_basel
     peers.cut()
     # What the thousand cost, in objects; some ~20 per connection may outlive the drop for
     # a while (seen, not yet explained), the whole per-connection state must not.
-    objects_slack = max(OBJECTS_SLACK, OBJECTS_LEFT_SHARE * (peak["python_objects"] - before["python_objects"]))
+    grown = peak["python_objects"] - before["python_objects"]
+    objects_slack = max(OBJECTS_SLACK, OBJECTS_LEFT_SHARE * grown)
     # Released means collected: nothing per connection stays reachable (daphne and
     # autobahn let go of their last references within a few seconds of the drop).
     settled = await until_stats(

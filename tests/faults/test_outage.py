@@ -40,7 +40,8 @@ def test_many_failures_are_one_warning_and_the_recovery_one_info(caplog):
     redis.recovered("ticker")
     redis.recovered("hub")  # a second loop noticing changes nothing
     levels = [level for level, _ in records(caplog)]
-    assert levels.count(logging.WARNING) == 1 and levels.count(logging.INFO) == 1
+    assert levels.count(logging.WARNING) == 1
+    assert levels.count(logging.INFO) == 1
     warning = next(m for level, m in records(caplog) if level == logging.WARNING)
     assert "Redis unreachable (ConnectionError: refused, seen by ticker)" in warning
     assert "after 10.0 s" in next(m for level, m in records(caplog) if level == logging.INFO)

@@ -42,7 +42,10 @@ class Watcher:
 
 
 async def until(ws: websockets.ClientConnection, watcher: Watcher, kind: str) -> dict:
-    """Read ``ws`` up to the frame with the first message of type ``kind``; the watcher sees every message."""
+    """Read ``ws`` up to the frame with the first message of type ``kind``.
+
+    The watcher sees every message.
+    """
     while True:
         batch = decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))
         for msg in batch:
@@ -78,7 +81,13 @@ async def test_a_client_that_moves_on_reconnect_with_since_misses_no_quote(feed_
         since = dict(watcher.last)  # from here on the client reads the new connection only
         async with websockets.connect(url) as new:
             await until(new, Watcher(), "welcome")
-            request = {"op": "subscribe", "symbols": SYMBOLS, "since": since, "epoch": watcher.epoch, "id": 2}
+            request = {
+                "op": "subscribe",
+                "symbols": SYMBOLS,
+                "since": since,
+                "epoch": watcher.epoch,
+                "id": 2,
+            }
             await new.send(json.dumps(request))
             reply = await until(new, watcher, "subscribed")
             await old.close()
@@ -87,5 +96,6 @@ async def test_a_client_that_moves_on_reconnect_with_since_misses_no_quote(feed_
     finally:
         await old.close()
     assert reply["recovered"] == dict.fromkeys(SYMBOLS, True)
-    assert set(since) == set(SYMBOLS) and watcher.quotes > 400
+    assert set(since) == set(SYMBOLS)
+    assert watcher.quotes > 400
     assert watcher.gaps == []  # every seq of every symbol, once, in order

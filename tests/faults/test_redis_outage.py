@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import time
+from itertools import pairwise
 
 import pytest
 import websockets
@@ -90,12 +91,13 @@ async def test_redis_away_for_ten_seconds_is_one_warning_per_process_and_quotes_
             during = lines_since(proc, marks[name])
             warnings = [line for line in during if WARNING.search(line)]
             print(f"{name}: {''.join(warnings)}".rstrip())
-            assert len(warnings) == 1, f"{name} logged {len(warnings)} warnings:\n" + "".join(during)
+            told = f"{name} logged {len(warnings)} warnings:\n" + "".join(during)
+            assert len(warnings) == 1, told
             assert "unreachable" in warnings[0]
             assert not any("Traceback" in line for line in during), "".join(during)
         assert recovery < timeout(10)
         # Within one numbering (epoch) seq only goes up; a new one came with its snapshot.
         for epoch in {e for e, _ in client.numbered}:
             seqs = [s for e, s in client.numbered if e == epoch]
-            assert all(a < b for a, b in zip(seqs, seqs[1:])), (epoch, seqs)
+            assert all(a < b for a, b in pairwise(seqs)), (epoch, seqs)
         print("epochs seen:", sorted({e for e, _ in client.numbered}))

@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Callable
 
 import pytest
 import websockets
@@ -28,6 +29,14 @@ async def subscribed(url: str) -> websockets.ClientConnection:
     while not any(m["type"] == "quote" for m in decode_frame(await ws.recv())):
         pass
     return ws
+
+
+async def until_message(ws: websockets.ClientConnection, match: Callable[[dict], bool]) -> None:
+    """Read ``ws`` up to the first frame with a message ``match`` accepts."""
+    while True:
+        frame = await asyncio.wait_for(ws.recv(), timeout(10))
+        if any(match(m) for m in decode_frame(frame)):
+            return
 
 
 async def close_code(ws: websockets.ClientConnection) -> int | None:
@@ -55,7 +64,9 @@ def exit_status(feed) -> int:  # type: ignore[no-untyped-def]
     return feed.server.proc.wait(timeout(15))
 
 
-async def test_sigterm_without_grace_closes_every_websocket_with_1001_and_daphne_exits_0(feed_server):
+async def test_sigterm_without_grace_closes_every_websocket_with_1001_and_daphne_exits_0(
+    feed_server,
+):
     feed = feed_server(  # a stream in flight at the signal
         rates={s: 50.0 for s in SYMBOLS}, env_extra={"FEED_RECONNECT_GRACE_S": "0"}
     )
@@ -78,7 +89,9 @@ async def test_sigterm_without_grace_closes_every_websocket_with_1001_and_daphne
     assert "Traceback" not in feed.log(), feed.log()
 
 
-async def test_sigterm_asks_every_client_to_reconnect_serves_it_meanwhile_then_closes_1001(feed_server):
+async def test_sigterm_asks_every_client_to_reconnect_serves_it_meanwhile_then_closes_1001(
+    feed_server,
+):
     feed = feed_server(rates={s: 50.0 for s in SYMBOLS}, env_extra={"FEED_RECONNECT_GRACE_S": "2"})
     url = feed.server.ws_url + f"?token={feed.token}"
     stays = await subscribed(url)
@@ -87,18 +100,17 @@ async def test_sigterm_asks_every_client_to_reconnect_serves_it_meanwhile_then_c
     raw.send({"op": "subscribe", "symbols": SYMBOLS, "id": 1})
     await raw.until(lambda m: m["type"] == "quote")
     feed.server.proc.send_signal(signal.SIGTERM)
-    while not any(m["type"] == "reconnect" for m in decode_frame(await asyncio.wait_for(stays.recv(), timeout(10)))):
-        pass
+    await until_message(stays, lambda m: m["type"] == "reconnect")
     # The old connection still answers during the grace: the client can move at leisure.
     await stays.send(json.dumps({"op": "ping", "id": 7}))
-    while not any(m.get("id") == 7 for m in decode_frame(await asyncio.wait_for(stays.recv(), timeout(10)))):
-        pass
+    await until_message(stays, lambda m: m.get("id") == 7)
     rest = await asyncio.wait_for(messages_until_close(stays), timeout(15))
     raw_seen = [m async for m in raw.messages()]
     exit_code = await asyncio.to_thread(exit_status, feed)
     announcement = [m for m in raw_seen if m["type"] == "reconnect"]
     assert announcement == [{"type": "reconnect", "within_s": 2, "reason": "shutdown"}]
-    assert stays.close_code == 1001 and raw.close_code == 1001
+    assert stays.close_code == 1001
+    assert raw.close_code == 1001
     assert "reconnect" not in {m["type"] for m in rest}  # announced once
     assert exit_code == 0, feed.log()
     assert "Traceback" not in feed.log(), feed.log()
@@ -108,8 +120,7 @@ async def test_sigterm_exits_as_soon_as_the_clients_have_moved(feed_server):
     feed = feed_server(env_extra={"FEED_RECONNECT_GRACE_S": "600"})  # far longer than the test
     ws = await subscribed(feed.server.ws_url + f"?token={feed.token}")
     feed.server.proc.send_signal(signal.SIGTERM)
-    while not any(m["type"] == "reconnect" for m in decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))):
-        pass
+    await until_message(ws, lambda m: m["type"] == "reconnect")
     await ws.close()
     assert await asyncio.to_thread(exit_status, feed) == 0, feed.log()
 
@@ -118,8 +129,7 @@ async def test_a_second_sigterm_cuts_the_grace_short(feed_server):
     feed = feed_server(env_extra={"FEED_RECONNECT_GRACE_S": "600"})
     ws = await subscribed(feed.server.ws_url + f"?token={feed.token}")
     feed.server.proc.send_signal(signal.SIGTERM)
-    while not any(m["type"] == "reconnect" for m in decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))):
-        pass
+    await until_message(ws, lambda m: m["type"] == "reconnect")
     feed.server.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(close_code(ws), timeout(15)) == 1001
     assert await asyncio.to_thread(exit_status, feed) == 0, feed.log()
@@ -137,7 +147,8 @@ async def test_sigterm_makes_runticker_release_its_lease_at_once(redis_url, tmp_
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         holder = await client.get("mf:leader")
-        assert holder and f":{ticker.proc.pid}:" in holder
+        assert holder
+        assert f":{ticker.proc.pid}:" in holder
         ticker.proc.send_signal(signal.SIGTERM)
         exit_code = await asyncio.to_thread(ticker.proc.wait, timeout(15))
         assert exit_code == 0, "".join(ticker.log)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from itertools import pairwise
 
 import pytest
 import websockets
@@ -123,7 +124,8 @@ async def test_a_stalled_reader_is_conflated_in_bounded_memory_and_others_keep_u
         f"{STALLED} stalled clients, {len(during)} quotes during the stall: server RSS "
         f"{rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB ({growth / 2**10:+.0f} KiB), "
         f"longest outbox {stats['outbox_pending_max']}; reader p99 lag {lag * 1000:.1f} ms; "
-        f"stalled clients got {min(received)}-{max(received)} quotes, caught up in {catch_up_s:.2f} s"
+        f"stalled clients got {min(received)}-{max(received)} quotes, "
+        f"caught up in {catch_up_s:.2f} s"
     )
     assert growth < RSS_GROWTH_BOUND
     # Held: at most one quote per symbol and the odd control message.
@@ -133,12 +135,13 @@ async def test_a_stalled_reader_is_conflated_in_bounded_memory_and_others_keep_u
     for symbol, seq, _ in reader.quotes:
         by_symbol.setdefault(symbol, []).append(seq)
     for symbol, seqs in by_symbol.items():
-        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"{symbol}: the reader lost quotes"
+        unbroken = list(range(seqs[0], seqs[0] + len(seqs)))
+        assert seqs == unbroken, f"{symbol}: the reader lost quotes"
     assert lag < timeout(LATENCY_P99_BOUND_S)
     for seen in caught:
         for symbol, seqs in seen.items():
-            assert all(a < b for a, b in zip(seqs, seqs[1:])), f"{symbol} stale or reordered: {seqs}"
-            assert any(b - a > 1 for a, b in zip(seqs, seqs[1:])), f"{symbol}: no conflation gap"
+            assert all(a < b for a, b in pairwise(seqs)), f"{symbol} stale or reordered: {seqs}"
+            assert any(b - a > 1 for a, b in pairwise(seqs)), f"{symbol}: no conflation gap"
     # What a stalled client is sent is what its buffers held plus the newest per symbol,
     # not the whole stall replayed.
     assert max(received) < 0.5 * len(during), received

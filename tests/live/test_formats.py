@@ -68,8 +68,16 @@ async def quotes_after_subscribe(ws, *, binary: bool, count: int = 5) -> list[di
             seen_reply |= msg.get("id") == 1 and msg["type"] == "subscribed"
             if msg["type"] == "quote":
                 got.append(msg)
-    assert seen_welcome and seen_reply
+    assert seen_welcome
+    assert seen_reply
     return got
+
+
+async def no_error_until_closed(ws) -> None:
+    """Read until the connection closes (ConnectionClosed), failing on an ``error`` message."""
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), timeout(10)))
+        assert msg["type"] != "error", msg
 
 
 def extensions_header(ws) -> str:
@@ -91,10 +99,12 @@ async def test_an_offering_client_gets_shared_deflate_and_correct_quotes(server,
     url = server.ws_url + f"?token={token}&format={fmt}"
     async with websockets.connect(url, extensions=[factory], compression=None) as ws:
         header = extensions_header(ws)
-        assert header.startswith("permessage-deflate") and "server_no_context_takeover" in header
+        assert header.startswith("permessage-deflate")
+        assert "server_no_context_takeover" in header
         quotes = await quotes_after_subscribe(ws, binary=fmt == "msgpack")
     assert {q["symbol"] for q in quotes} <= {"AAPL", "EUR/USD"}
-    assert factory.seen and all(factory.seen)  # every data frame, welcome to quotes, compressed
+    assert factory.seen
+    assert all(factory.seen)  # every data frame, welcome to quotes, compressed
 
 
 async def test_a_client_that_offers_nothing_gets_plain_frames(server, token):
@@ -117,7 +127,8 @@ async def test_msgpack_without_compression_is_plain_binary_frames(server, token)
 async def test_an_unknown_format_is_told_in_json_then_closed_1003(server, token):
     async with websockets.connect(server.ws_url + f"?token={token}&format=cbor") as ws:
         error = json.loads(await asyncio.wait_for(ws.recv(), timeout(10)))
-        assert error["code"] == "bad_request" and "json or msgpack" in error["message"]
+        assert error["code"] == "bad_request"
+        assert "json or msgpack" in error["message"]
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), timeout(10))
     assert ws.close_code == 1003
@@ -138,7 +149,8 @@ async def test_context_takeover_compresses_every_frame_on_one_stream(context_ser
             msgs = decode(await asyncio.wait_for(ws.recv(), timeout(10)), binary=fmt == "msgpack")
             if any(m.get("id") == "p" for m in msgs):
                 break
-    assert factory.seen and all(factory.seen)
+    assert factory.seen
+    assert all(factory.seen)
 
 
 async def test_the_frame_limit_holds_for_a_compressed_request_after_inflating(server, token):
@@ -162,7 +174,5 @@ async def test_a_request_inflating_past_twice_the_limit_is_dropped_uninflated(se
         await asyncio.wait_for(ws.recv(), timeout(10))  # welcome
         await ws.send(json.dumps({"op": "ping", "pad": "x" * 1_000_000}))
         with pytest.raises(websockets.ConnectionClosed):
-            while True:
-                msg = json.loads(await asyncio.wait_for(ws.recv(), timeout(10)))
-                assert msg["type"] != "error", msg
+            await no_error_until_closed(ws)
     assert ws.close_code == 1006  # autobahn stops inflating and drops the TCP connection

@@ -52,7 +52,8 @@ def session_cookie(server) -> str:
     body = urllib.parse.urlencode(
         {"username": "livetester", "password": "live-pass-123", "csrfmiddlewaretoken": csrf}
     ).encode()
-    req = urllib.request.Request(f"{server.url}/accounts/login/", data=body, headers={"Referer": f"{server.url}/accounts/login/"})
+    login = f"{server.url}/accounts/login/"
+    req = urllib.request.Request(login, data=body, headers={"Referer": login})
     opener.open(req, timeout=timeout(10))
     cookies = {c.name: c.value for c in jar}
     assert "sessionid" in cookies, "login failed"
@@ -74,11 +75,14 @@ async def test_each_way_to_authenticate_gets_a_welcome_then_live_quotes(server, 
             welcome = await feed.request({"op": "auth", "token": token, "id": "hello"})
         else:
             welcome = await feed.recv()
-        assert welcome["type"] == "welcome" and welcome["user"] == "livetester"
+        assert welcome["type"] == "welcome"
+        assert welcome["user"] == "livetester"
         reply = await feed.request({"op": "subscribe", "symbols": ["AAPL", "eur/usd"], "id": 1})
         assert reply["symbols"] == ["AAPL", "EUR/USD"]
         snap, _ = await feed.until(lambda m: m["type"] == "snapshot")
-        quote, _ = await feed.until(lambda m: m["type"] == "quote" and m["symbol"] == snap["symbol"])
+        quote, _ = await feed.until(
+            lambda m: m["type"] == "quote" and m["symbol"] == snap["symbol"]
+        )
         assert quote["seq"] > snap["seq"]
 
 
@@ -104,7 +108,9 @@ async def test_no_quote_follows_the_unsubscribed_reply(server, token):
         await feed.until(lambda m: m["type"] == "quote" and m["symbol"] == "AAPL")
         await feed.request({"op": "unsubscribe", "symbols": ["AAPL"], "id": 2})
         for _ in range(5):
-            msg, before = await feed.until(lambda m: m.get("symbol") == "MSFT" and m["type"] == "quote")
+            _, before = await feed.until(
+                lambda m: m.get("symbol") == "MSFT" and m["type"] == "quote"
+            )
             assert all(m.get("symbol") != "AAPL" for m in before)
 
 
@@ -125,7 +131,11 @@ async def test_halt_through_the_orm_reaches_the_live_subscriber(server, token):
         await feed.recv()
         await feed.request({"op": "subscribe", "symbols": ["MSFT"], "id": 1})
         await feed.until(lambda m: m["type"] == "quote")
-        halt = "from feeds.models import Instrument as I; from feeds.services import instrument_halt as h; h(instruments=I.objects.filter(symbol='MSFT'))"
+        halt = (
+            "from feeds.models import Instrument as I; "
+            "from feeds.services import instrument_halt as h; "
+            "h(instruments=I.objects.filter(symbol='MSFT'))"
+        )
         await asyncio.to_thread(manage, server.env, "shell", "-c", halt)
         status, _ = await feed.until(lambda m: m["type"] == "status")
         assert status == {"type": "status", "symbol": "MSFT", "state": "halted"}
@@ -137,7 +147,10 @@ async def test_halt_through_the_orm_reaches_the_live_subscriber(server, token):
 
 
 def test_rest_quotes_and_healthz_answer(server, token):
-    req = urllib.request.Request(f"{server.url}/api/quotes/?symbols=EUR/USD,aapl", headers={"Authorization": f"Token {token}"})
+    req = urllib.request.Request(
+        f"{server.url}/api/quotes/?symbols=EUR/USD,aapl",
+        headers={"Authorization": f"Token {token}"},
+    )
     quotes = json.loads(urllib.request.urlopen(req, timeout=timeout(10)).read())
     assert [q["symbol"] for q in quotes] == ["EUR/USD", "AAPL"]
     assert all("type" not in q and q["bid"] < q["ask"] for q in quotes)

@@ -1,4 +1,4 @@
-"""Stream semantics of the extensions against a real daphne with the websockets client, in real time."""
+"""Stream semantics of the extensions on a real daphne, with the websockets client, in real time."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ async def warm(server, token):
                     waiting.discard(msg["symbol"])
 
 
-async def test_a_throttled_symbol_updates_at_most_once_per_interval_and_marks_its_gaps(server, token, warm):
+async def test_a_throttled_symbol_updates_at_most_once_per_interval_and_marks_its_gaps(
+    server, token, warm
+):
     interval_s = 0.5
     async with websockets.connect(server.ws_url + f"?token={token}") as ws:
         feed = Feed(ws)
@@ -42,7 +44,9 @@ async def test_a_throttled_symbol_updates_at_most_once_per_interval_and_marks_it
         msft_snap, _ = await feed.until(lambda m: m["type"] == "snapshot")
         loop = asyncio.get_running_loop()
         started = loop.time()  # before the server sets the throttle: a lower bound holds
-        await ws.send(json.dumps({"op": "subscribe", "symbols": ["AAPL"], "throttle_ms": 500, "id": 2}))
+        await ws.send(
+            json.dumps({"op": "subscribe", "symbols": ["AAPL"], "throttle_ms": 500, "id": 2})
+        )
         aapl: list[dict] = []
         msft: list[dict] = []
         while len(aapl) < 5:  # every message from here on, MSFT's quotes included
@@ -74,7 +78,9 @@ async def test_star_subscribes_every_instrument_and_list_shows_it(server, token,
         await feed.recv()
         reply = await feed.request({"op": "subscribe", "symbols": ["*"], "id": 1})
         symbols = reply["symbols"]
-        assert len(symbols) > 10 and symbols == sorted(symbols) and "AAPL" in symbols
+        assert len(symbols) > 10
+        assert symbols == sorted(symbols)
+        assert "AAPL" in symbols
         starts = {}
         async with asyncio.timeout(timeout(20)):
             while len(starts) < len(symbols):
@@ -140,9 +146,10 @@ async def test_bad_stream_fields_are_errors_and_the_stream_goes_on(server, token
         feed = Feed(ws)
         await feed.recv()
         await feed.request({"op": "subscribe", "symbols": ["MSFT"], "id": 1})
-        for i, bad in enumerate(
-            [{"throttle_ms": -5}, {"since": {"MSFT": 1}}, {"since": {"AAPL": 1}, "epoch": "e"}], start=2
-        ):
+        bad_requests = [
+            {"throttle_ms": -5}, {"since": {"MSFT": 1}}, {"since": {"AAPL": 1}, "epoch": "e"}
+        ]
+        for i, bad in enumerate(bad_requests, start=2):
             reply = await feed.request({"op": "subscribe", "symbols": ["MSFT"], "id": i, **bad})
             assert reply["code"] == "bad_request"
         await asyncio.wait_for(feed.until(quote_of("MSFT")), timeout(10))

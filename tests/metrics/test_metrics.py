@@ -41,16 +41,20 @@ def test_a_quotes_age_is_read_from_its_own_text():
         counters.quote_arrived(protocol.encode_quote(quote, 5))
 
     def bucket(le: str) -> float:
-        return counters.REGISTRY.get_sample_value("marketfeed_ticker_lag_seconds_bucket", {"le": le})
+        return counters.REGISTRY.get_sample_value(
+            "marketfeed_ticker_lag_seconds_bucket", {"le": le}
+        )
 
     before = lag_count(), bucket("0.25"), bucket("5.0")
     observe(1.0)  # a quote one second old: above 0.25 s, below 5 s
     assert lag_count() == before[0] + 1
     assert (bucket("0.25"), bucket("5.0")) == (before[1], before[2] + 1)
     # Its ts ends the text; a prev_seq or other field after it must not confuse the reader.
-    spliced = protocol.encode_quote(Quote("AAPL", 1.0, 1.01, 1, 1, 1.0, 1, 1, int(time.time() * 1e6)), 6)
+    now_us = int(time.time() * 1e6)
+    spliced = protocol.encode_quote(Quote("AAPL", 1.0, 1.01, 1, 1, 1.0, 1, 1, now_us), 6)
     counters.quote_arrived(spliced[:-1] + ',"prev_seq":4}')
-    assert lag_count() == before[0] + 2 and bucket("0.25") == before[1] + 1
+    assert lag_count() == before[0] + 2
+    assert bucket("0.25") == before[1] + 1
 
 
 @pytest.mark.parametrize("text", ['{"type":"quote"}', '{"ts":"x"}', '{"ts":}', ""])
@@ -81,9 +85,11 @@ def users(db):
 def test_anonymous_is_401_and_a_plain_user_403_with_a_json_detail(client, users):
     _, plain = users
     answer = client.get("/metrics")
-    assert answer.status_code == 401 and "detail" in answer.json()
+    assert answer.status_code == 401
+    assert "detail" in answer.json()
     answer = client.get("/metrics", HTTP_AUTHORIZATION=f"Token {plain.token}")
-    assert answer.status_code == 403 and "staff" in answer.json()["detail"]
+    assert answer.status_code == 403
+    assert "staff" in answer.json()["detail"]
     client.force_login(plain)
     assert client.get("/metrics").status_code == 403
 
@@ -102,8 +108,10 @@ def test_a_staff_token_or_session_reads_the_figures(client, users):
 
 def test_the_bearer_of_the_metrics_token_reads_them_and_no_one_else(client, settings, db):
     settings.FEED_METRICS_TOKEN = "s3cret-scrape-token-0123"
-    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token-0123").status_code == 200
-    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token-0124").status_code == 403
+    right = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token-0123")
+    assert right.status_code == 200
+    wrong = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token-0124")
+    assert wrong.status_code == 403
     settings.FEED_METRICS_TOKEN = ""
     # Unset, no bearer is good: an empty token must not match an empty header.
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 403
@@ -116,7 +124,8 @@ def test_a_short_metrics_token_is_a_configuration_error(tmp_path):
 
     env = dict(os.environ, FEED_METRICS_TOKEN="short", MARKETFEED_VAR_DIR=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"], env=env, capture_output=True, text=True, timeout=timeout(60)
+        [sys.executable, "manage.py", "check"],
+        env=env, capture_output=True, text=True, timeout=timeout(60),
     )
     assert result.returncode != 0
     assert "FEED_METRICS_TOKEN: at least 16 characters" in result.stderr
@@ -166,7 +175,8 @@ async def test_the_figures_follow_a_live_client(server, token):
         sample(before, "marketfeed_quotes_delivered_total") or 0
     ) + quotes
     unknown = '{code="unknown_symbol"}'
-    assert sample(during, "marketfeed_errors_total", unknown) == (sample(before, "marketfeed_errors_total", unknown) or 0) + 1
+    errors_before = sample(before, "marketfeed_errors_total", unknown) or 0
+    assert sample(during, "marketfeed_errors_total", unknown) == errors_before + 1
     assert sample(during, "marketfeed_ticker_lag_seconds_count") > 0
     assert sample(during, "marketfeed_instruments_ticking") > 0
 

@@ -89,4 +89,6 @@ def postgres_url():
         try:
             yield admin_url.rsplit("/", 1)[0] + "/" + name
         finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

@@ -23,7 +23,15 @@ def cluster(redis_url, tmp_path):
         yield env, token, servers
 
 
-async def collect(url, token, symbol, quotes: dict, statuses: list, subscribed: asyncio.Event, arrived: asyncio.Event):
+async def collect(
+    url,
+    token,
+    symbol,
+    quotes: dict,
+    statuses: list,
+    subscribed: asyncio.Event,
+    arrived: asyncio.Event,
+):
     async with websockets.connect(f"{url}?token={token}") as ws:
         await ws.send(json.dumps({"op": "subscribe", "symbols": [symbol], "id": 1}))
         while True:
@@ -46,7 +54,9 @@ async def test_clients_on_two_servers_see_the_same_quotes_and_the_same_halt(clus
     ready = [asyncio.Event(), asyncio.Event()]
     arrived = asyncio.Event()  # set by the collectors on every quote
     tasks = [
-        asyncio.create_task(collect(s.ws_url, token, "MSFT", quotes[i], statuses[i], ready[i], arrived))
+        asyncio.create_task(
+            collect(s.ws_url, token, "MSFT", quotes[i], statuses[i], ready[i], arrived)
+        )
         for i, s in enumerate(servers)
     ]
     for event in ready:
@@ -66,7 +76,8 @@ async def test_clients_on_two_servers_see_the_same_quotes_and_the_same_halt(clus
     shared = await asyncio.wait_for(common(5), timeout(20))
     assert all(quotes[0][seq] == quotes[1][seq] for seq in shared)
     halt = (
-        "from feeds.models import Instrument as I; from feeds.services import instrument_halt as h; "
+        "from feeds.models import Instrument as I; "
+        "from feeds.services import instrument_halt as h; "
         "h(instruments=I.objects.filter(symbol='MSFT'))"
     )
     await asyncio.to_thread(manage, env, "shell", "-c", halt)

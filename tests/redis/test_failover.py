@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -42,7 +43,7 @@ class Watcher:
         while True:
             message = await self.layer.receive(channel)
             if message["type"] == "quote":
-                self.quotes.append((time.monotonic(), message["s"], message["q"]))
+                self.quotes.append((time.monotonic(), message["symbol"], message["seq"]))
                 self.arrived.set()
 
     async def more(self, n: int, after: float = 0.0) -> None:
@@ -74,7 +75,9 @@ def tickers(redis_url, tmp_path):
         second.stop()
 
 
-async def test_standby_takes_over_a_killed_leader_without_repeating_or_rewinding_seq(tickers, redis_url):
+async def test_standby_takes_over_a_killed_leader_without_repeating_or_rewinding_seq(
+    tickers, redis_url
+):
     leader, standby = tickers
     watcher = Watcher(redis_url)
     watching = asyncio.create_task(watcher.run())
@@ -93,7 +96,7 @@ async def test_standby_takes_over_a_killed_leader_without_repeating_or_rewinding
     for _, symbol, seq in watcher.quotes:
         by_symbol.setdefault(symbol, []).append(seq)
     for symbol, seqs in by_symbol.items():
-        assert all(a < b for a, b in zip(seqs, seqs[1:])), f"{symbol}: seq repeated or went back: {seqs}"
+        assert all(a < b for a, b in pairwise(seqs)), f"{symbol}: seq repeated or went back: {seqs}"
     resumed = min(t for t, _, _ in watcher.quotes if t > killed_at + 0.05)
     gap = resumed - killed_at
     print(f"quotes resumed {gap:.2f} s after the SIGKILL (lease {LEASE_S} s)")

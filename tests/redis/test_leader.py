@@ -32,7 +32,7 @@ class RecordingLayer(InMemoryChannelLayer):
 
     async def group_send(self, group, message):
         if message["type"] == "quote":
-            self.quotes.append((self.who, message["q"]))
+            self.quotes.append((self.who, message["seq"]))
             self.arrived.set()
         await super().group_send(group, message)
 
@@ -58,7 +58,8 @@ def leader(store, layer: RecordingLayer, name: str, lease_s: float) -> Leader:
 
 async def test_one_leads_the_other_stands_by_then_takes_over_and_seq_goes_on(store):
     layer = RecordingLayer()
-    first, second = leader(store, layer, "first", 0.6), leader(store.another(), layer, "second", 0.6)
+    first = leader(store, layer, "first", 0.6)
+    second = leader(store.another(), layer, "second", 0.6)
     stops = [asyncio.Event(), asyncio.Event()]
     run_first = asyncio.create_task(first.run(stops[0]))
     await asyncio.wait_for(first.leading.wait(), timeout(5))

@@ -44,7 +44,9 @@ async def next_message(ws, kind: str) -> dict:
 
 async def test_the_database_is_postgres_and_every_server_answers_from_the_shared_store(cluster):
     env, token, servers = cluster
-    engine = manage(env, "shell", "-c", "from django.db import connection; print(connection.vendor)")
+    engine = manage(
+        env, "shell", "-c", "from django.db import connection; print(connection.vendor)"
+    )
     assert engine.strip().splitlines()[-1] == "postgresql"
     async with websockets.connect(f"{servers[0].ws_url}?token={token}") as ws:
         await ws.send(json.dumps({"op": "subscribe", "symbols": ["AAPL"], "id": 1}))
@@ -52,7 +54,8 @@ async def test_the_database_is_postgres_and_every_server_answers_from_the_shared
     # The other server never had a client for AAPL; it reads the same store.
     body = await asyncio.to_thread(get_json, f"{servers[1].url}/api/quotes/?symbols=AAPL", token)
     (rest,) = body["quotes"] if isinstance(body, dict) else body
-    assert rest["symbol"] == "AAPL" and rest["seq"] >= quote["seq"]
+    assert rest["symbol"] == "AAPL"
+    assert rest["seq"] >= quote["seq"]
     async with websockets.connect(f"{servers[1].ws_url}?token={token}") as ws:
         await ws.send(json.dumps({"op": "subscribe", "symbols": ["AAPL"], "id": 1}))
         snapshot = await next_message(ws, "snapshot")
@@ -67,7 +70,8 @@ async def test_a_change_saved_in_postgres_reaches_subscribers_on_both_servers(cl
             await ws.send(json.dumps({"op": "subscribe", "symbols": ["EUR/USD"], "id": 1}))
             await next_message(ws, "quote")
         halt = (
-            "from feeds.models import Instrument as I; from feeds.services import instrument_halt as h; "
+            "from feeds.models import Instrument as I; "
+            "from feeds.services import instrument_halt as h; "
             "h(instruments=I.objects.filter(symbol='EUR/USD'))"
         )
         await asyncio.to_thread(manage, env, "shell", "-c", halt)

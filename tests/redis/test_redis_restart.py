@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
+from itertools import pairwise
 
 import pytest
 import websockets
@@ -34,7 +35,8 @@ class Subscriber:
         while True:
             try:
                 async with websockets.connect(self.url) as ws:
-                    await ws.send(json.dumps({"op": "subscribe", "symbols": [self.symbol], "id": 1}))
+                    subscribe = {"op": "subscribe", "symbols": [self.symbol], "id": 1}
+                    await ws.send(json.dumps(subscribe))
                     async for frame in ws:
                         for msg in decode_frame(frame):
                             if msg["type"] in ("welcome", "snapshot"):
@@ -82,4 +84,4 @@ async def test_quotes_flow_again_after_redis_restarts_and_no_process_exits(priva
             # The ticker ran on through the restart: same numbering, a gap at most.
             assert epochs == {old[-1][0]}
             seqs = [s for _, s in client.quotes]
-            assert all(a < b for a, b in zip(seqs, seqs[1:]))
+            assert all(a < b for a, b in pairwise(seqs))

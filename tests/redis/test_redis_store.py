@@ -8,7 +8,9 @@ pytestmark = pytest.mark.redis
 
 
 async def test_latest_returns_what_was_saved_with_its_seq(store):
-    await store.save([("AAPL", 3, '{"type":"quote","seq":3}'), ("EUR/USD", 9, '{"type":"quote","seq":9}')])
+    await store.save(
+        [("AAPL", 3, '{"type":"quote","seq":3}'), ("EUR/USD", 9, '{"type":"quote","seq":9}')]
+    )
     await store.save([("AAPL", 4, '{"type":"quote","seq":4}')])
     assert await store.latest(["EUR/USD", "AAPL", "NOPE"]) == {
         "AAPL": (4, '{"type":"quote","seq":4}'),

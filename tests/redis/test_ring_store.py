@@ -15,7 +15,9 @@ def text(symbol: str, seq: int) -> str:
     return f'{{"type":"quote","symbol":"{symbol}","seq":{seq}}}'
 
 
-async def fill(store: RedisStore, upto: int, symbols: tuple[str, ...] = ("AAPL",), start: int = 1) -> None:
+async def fill(
+    store: RedisStore, upto: int, symbols: tuple[str, ...] = ("AAPL",), start: int = 1
+) -> None:
     """Quotes start..upto of each symbol, one batch per seq, as the ticker saves them."""
     for seq in range(start, upto + 1):
         await store.save([(s, seq, text(s, seq)) for s in symbols], epoch="e1")
@@ -30,7 +32,12 @@ async def flush(url: str) -> None:
 async def test_another_process_replays_what_the_ticker_saved_in_seq_order(store):
     await fill(store, 20, symbols=("AAPL", "EUR/USD"))
     got = await store.another().replay({"AAPL": 16, "EUR/USD": 20, "NOPE": 3, "NEWCO": 0})
-    assert got == {"AAPL": [text("AAPL", n) for n in range(17, 21)], "EUR/USD": [], "NOPE": None, "NEWCO": []}
+    assert got == {
+        "AAPL": [text("AAPL", n) for n in range(17, 21)],
+        "EUR/USD": [],
+        "NOPE": None,
+        "NEWCO": [],
+    }
 
 
 async def test_the_ring_is_bounded_to_its_length(store, redis_url):
@@ -40,7 +47,8 @@ async def test_the_ring_is_bounded_to_its_length(store, redis_url):
         client = redis.Redis.from_url(redis_url)
         assert await client.llen("mf:ring:AAPL") == 8
         await client.aclose()
-        assert await small.replay({"AAPL": 22}) == {"AAPL": [text("AAPL", n) for n in range(23, 31)]}
+        expected = {"AAPL": [text("AAPL", n) for n in range(23, 31)]}
+        assert await small.replay({"AAPL": 22}) == expected
         assert await small.replay({"AAPL": 21}) == {"AAPL": None}  # 22 has left the ring
         assert await small.replay({"AAPL": 31}) == {"AAPL": None}  # ahead of the newest
     finally:
@@ -102,7 +110,11 @@ async def test_a_save_and_a_replay_are_one_command_each_whatever_the_batch(priva
         await fill(store, 3, symbols=symbols)
         replayed = await store.replay(dict.fromkeys(symbols, 1))
         log = await admin.execute_command("SLOWLOG", "GET", 1000)
-        sent = [command[0].lower() for _, _, _, command, addr, name in log if addr != "?:0" and name != "admin"]
+        sent = [
+            command[0].lower()
+            for _, _, _, command, addr, name in log
+            if addr != "?:0" and name != "admin"
+        ]
         assert sent == ["eval"] * 4  # three saves and one replay
         assert replayed == {s: [text(s, 2), text(s, 3)] for s in symbols}
     finally:

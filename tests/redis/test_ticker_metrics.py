@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.redis, pytest.mark.live]
 
 
 def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout(10)) as response:
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout(10)) as response:
         return response.read().decode()
 
 
@@ -38,10 +39,12 @@ async def test_the_leaders_metrics_show_it_leads_and_publishes(redis_url, tmp_pa
         first = await asyncio.to_thread(scrape, port)
         assert sample(first, "marketfeed_ticker_leader") == 1
         assert sample(first, "marketfeed_instruments_ticking") > 0
+        published = sample(first, "marketfeed_quotes_published_total")
         async with asyncio.timeout(timeout(20)):
-            while sample(text := await asyncio.to_thread(scrape, port), "marketfeed_quotes_published_total") <= (
-                sample(first, "marketfeed_quotes_published_total")
-            ):
+            while True:
+                text = await asyncio.to_thread(scrape, port)
+                if sample(text, "marketfeed_quotes_published_total") > published:
+                    break
                 await asyncio.sleep(0.2)  # polling a figure that grows several times a second
         assert sample(text, "process_resident_memory_bytes") > 0
     finally:

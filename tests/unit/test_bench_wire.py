@@ -81,7 +81,8 @@ async def test_a_ping_between_text_frames_is_answered_and_the_stream_goes_on():
     conn.data_received(text_frame(b"one") + ping + text_frame(b"two"))
     assert got == ["one", "two"]
     pongs = [data for data in sock.sent if data]
-    assert len(pongs) == 1 and pongs[0][0] == 0x8A  # FIN + pong, masked by the client
+    assert len(pongs) == 1
+    assert pongs[0][0] == 0x8A  # FIN + pong, masked by the client
 
 
 async def test_frames_in_the_same_reads_as_the_handshake_answer_are_all_read():

@@ -1,4 +1,4 @@
-"""feeds.core.wire_formats: MessagePack conversion, the ?format= choice, binary requests, deflate."""
+"""feeds.core.wire_formats: MessagePack conversion, ?format=, binary requests, deflate."""
 
 from __future__ import annotations
 
@@ -52,8 +52,10 @@ def test_msgpack_holds_the_json_message_with_the_same_values_and_kinds(text):
 
 def test_prices_are_float64_and_integers_stay_integers():
     decoded = msgpack.unpackb(to_msgpack(QUOTE))
-    assert decoded["bid"] == 1.08123 and type(decoded["bid"]) is float
-    assert decoded["seq"] == 2**40 and type(decoded["seq"]) is int
+    assert decoded["bid"] == 1.08123
+    assert type(decoded["bid"]) is float
+    assert decoded["seq"] == 2**40
+    assert type(decoded["seq"]) is int
     assert to_msgpack(QUOTE).count(b"\xcb") == 3  # bid, ask, last: float 64, never float 32
 
 
@@ -85,7 +87,8 @@ def test_the_format_comes_from_the_query_string(query, name, error):
     assert wire.name == name
     assert (problem is not None) is error
     if problem:
-        assert problem.endswith("json or msgpack") and len(problem) < 100
+        assert problem.endswith("json or msgpack")
+        assert len(problem) < 100
 
 
 def test_a_msgpack_request_is_the_same_request_as_its_json():
@@ -93,7 +96,8 @@ def test_a_msgpack_request_is_the_same_request_as_its_json():
     packed = parse_frame(MSGPACK, None, msgpack.packb(obj))
     text = json.dumps(obj)
     assert packed == parse_frame(MSGPACK, text, None) == protocol.parse_client_frame(text)
-    assert isinstance(packed, Subscribe) and packed.symbols == ("AAPL", "MSFT")
+    assert isinstance(packed, Subscribe)
+    assert packed.symbols == ("AAPL", "MSFT")
     assert parse_frame(JSON, '{"op":"ping","id":1}', None) == Ping(1)
 
 

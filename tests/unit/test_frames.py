@@ -26,7 +26,8 @@ def parse(data: bytes) -> Frame:
 def test_every_length_encoding_parses_back_to_the_same_text(size):
     text = ("é" + "x" * size)[:size] if size else ""
     frame = parse(text_frame(text.encode()))
-    assert frame.opcode is Opcode.TEXT and frame.fin
+    assert frame.opcode is Opcode.TEXT
+    assert frame.fin
     assert frame.data.decode() == text
 
 
@@ -36,4 +37,5 @@ def test_a_shared_text_is_framed_once_per_pass():
     assert frame_of(text) is first
     forget_frames()
     again = frame_of(text)
-    assert again == first and again is not first
+    assert again == first
+    assert again is not first

@@ -1,4 +1,7 @@
-"""The embedded channel layer (feeds/publish/layers.py): Channels' semantics, without a yield per message."""
+"""The embedded channel layer (feeds/publish/layers.py).
+
+Channels' semantics, without a yield per message.
+"""
 
 from __future__ import annotations
 
@@ -37,18 +40,20 @@ async def test_a_whole_ticker_pass_is_queued_before_the_receiver_runs():
     hub = await layer.new_channel()
     await layer.group_add("quotes.AAPL", hub)
     seen_during_publish: list[int] = []
+    all_seen = asyncio.Event()
 
     async def receiver() -> None:
         while True:
             seen_during_publish.append((await layer.receive(hub))["q"])
+            if len(seen_during_publish) == 100:
+                all_seen.set()
 
     task = asyncio.create_task(receiver())
     await asyncio.sleep(0)  # the receiver is now waiting
     for seq in range(100):
         await layer.group_send("quotes.AAPL", {"type": "quote", "q": seq})
         assert seen_during_publish == []
-    while len(seen_during_publish) < 100:
-        await asyncio.sleep(0)
+    await asyncio.wait_for(all_seen.wait(), 5)
     task.cancel()
     assert seen_during_publish == list(range(100))
 

@@ -192,7 +192,8 @@ async def test_quotes_sent_counts_what_reaches_the_wire_not_what_was_conflated(r
     assert box.quotes_sent == 1
     box.resume()
     await flushed(box)
-    assert box.quotes_sent == 2 and box.conflated == 3
+    assert box.quotes_sent == 2
+    assert box.conflated == 3
 
 
 async def test_while_paused_nothing_is_scheduled_or_sent(rec):
@@ -382,9 +383,11 @@ async def test_a_flush_the_transport_refuses_goes_out_frame_by_frame_in_order(re
     put(box, "AAPL", 1)
     put(box, "AAPL", 2)
     pending = box.flush()
-    assert pending is not None and rec.frames == []
+    assert pending is not None
+    assert rec.frames == []
     await pending
-    assert rec.frames == [q("AAPL", 1), q("AAPL", 2)] and rec.shared == [True, True]
+    assert rec.frames == [q("AAPL", 1), q("AAPL", 2)]
+    assert rec.shared == [True, True]
     assert box.flush() is None  # nothing left
 
 
@@ -396,7 +399,8 @@ async def test_a_quote_that_follows_on_keeps_the_shared_text(rec):
     text = q("AAPL", 8)
     box.quote("AAPL", 8, text, 7)
     await flushed(box)
-    assert rec.frames[0] is text and rec.shared == [True]
+    assert rec.frames[0] is text
+    assert rec.shared == [True]
 
 
 async def test_a_quote_after_a_gap_carries_prev_seq_and_is_otherwise_the_same(rec):

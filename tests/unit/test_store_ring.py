@@ -1,4 +1,7 @@
-"""The resume ring of the in-memory quote store (feeds/publish/store.py): what ``replay`` hands back."""
+"""The resume ring of the in-memory quote store (feeds/publish/store.py).
+
+What ``replay`` hands back.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ def text(symbol: str, seq: int) -> str:
     return f'{{"type":"quote","symbol":"{symbol}","seq":{seq}}}'
 
 
-async def filled(*, ring: int = 8, upto: int = 20, symbols: tuple[str, ...] = ("AAPL",)) -> MemoryStore:
+async def filled(
+    *, ring: int = 8, upto: int = 20, symbols: tuple[str, ...] = ("AAPL",)
+) -> MemoryStore:
     """A store whose symbols each got quotes 1..upto, one batch per seq as the ticker saves them."""
     store = MemoryStore(ring=ring)
     for seq in range(1, upto + 1):
@@ -83,14 +88,17 @@ RING = [(5, "e"), (4, "d"), (3, "c")]
         (RING, 6, 5, None),  # ahead of the newest seq
         (RING, 1, 5, None),  # 2 is gone
         (RING, 3, 6, None),  # the ring lags the latest quote
-        ([(2, "b"), (1, "a"), (900, "old"), (899, "old")], 0, 2, ["a", "b"]),  # a restart left old ones
+        # a restart left old ones
+        ([(2, "b"), (1, "a"), (900, "old"), (899, "old")], 0, 2, ["a", "b"]),
         ([(2, "b"), (1, "a"), (900, "old"), (899, "old")], 898, 2, None),
         ([(5, "e"), (3, "c")], 2, 5, None),  # a hole
         ([], 0, 0, []),  # no quote yet, none missed
         ([], 0, 4, None),  # quotes, but no ring
     ],
 )
-def test_missed_since_needs_an_unbroken_run_from_the_newest_down_to_after(newest_first, after, newest, expected):
+def test_missed_since_needs_an_unbroken_run_from_the_newest_down_to_after(
+    newest_first, after, newest, expected
+):
     assert missed_since(newest_first, after, newest) == expected
 
 
@@ -111,7 +119,10 @@ def test_a_bad_resume_or_reconnect_setting_stops_start_up_naming_it(name, value,
 
     env = dict(os.environ, **{name: value})
     done = subprocess.run(
-        [sys.executable, "-c", "import marketfeed.settings"], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-c", "import marketfeed.settings"],
+        env=env, capture_output=True, text=True, check=False,
     )
     assert done.returncode != 0
-    assert "ImproperlyConfigured" in done.stderr and says in done.stderr and name in done.stderr
+    assert "ImproperlyConfigured" in done.stderr
+    assert says in done.stderr
+    assert name in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 import pytest
 
@@ -102,10 +103,11 @@ def test_at_most_one_update_per_interval_under_a_steady_stream(timers):
         feed(throttle, "AAPL", seq)
         timers.advance(0.01)
     timers.advance(0.1)
-    gaps = [b[0] - a[0] for a, b in zip(sent, sent[1:])]
+    gaps = [b[0] - a[0] for a, b in pairwise(sent)]
     assert all(g >= 0.1 - 1e-9 for g in gaps), gaps
     seqs = [seq for _, seq in sent]
-    assert seqs == sorted(set(seqs)) and seqs[-1] == 100  # newest last, nothing twice
+    assert seqs == sorted(set(seqs))
+    assert seqs[-1] == 100  # newest last, nothing twice
     assert 9 <= len(sent) <= 11
 
 
@@ -121,7 +123,8 @@ def test_one_timer_serves_every_symbol_armed_for_the_earliest_due(throttle, time
     for symbol, ms in (("A", 1000), ("B", 200), ("C", 600)):
         throttle.set(symbol, ms)
         feed(throttle, symbol, 1)
-    assert len(timers.armed) == 1 and timers.armed[0] == pytest.approx(100.2)
+    assert len(timers.armed) == 1
+    assert timers.armed[0] == pytest.approx(100.2)
     timers.advance(0.3)
     assert out == [("B", 1, 0)]
     assert timers.armed == [pytest.approx(100.6)]
@@ -135,7 +138,8 @@ def test_drop_forgets_the_held_quote(throttle, timers, out):
     feed(throttle, "AAPL", 1)
     throttle.drop("AAPL")
     timers.advance(1)
-    assert out == [] and "AAPL" not in throttle.entries
+    assert out == []
+    assert "AAPL" not in throttle.entries
 
 
 def test_a_new_throttle_replaces_the_old_one_and_its_held_quote(throttle, timers, out):
@@ -181,4 +185,5 @@ def test_close_cancels_the_timer(throttle, timers, out):
     throttle.close()
     assert timers.armed == []
     timers.advance(1)
-    assert out == [] and throttle.entries == {}
+    assert out == []
+    assert throttle.entries == {}
