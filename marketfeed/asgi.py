@@ -5,8 +5,8 @@ embedded default the ticker starts inside this process as soon as the server's
 event loop runs (daphne: when the Twisted reactor starts; any other server: at
 the first request).
 
-Every WebSocket is registered with the process owner (``feeds.deliver.process``) while it is open, so that
-a shutdown first asks each client to ``reconnect`` elsewhere, waits up to
+Every WebSocket is registered with the process owner (``feeds.deliver.process``)
+while it is open, so that a shutdown first asks each client to ``reconnect`` elsewhere, waits up to
 ``FEED_RECONNECT_GRACE_S`` for them to move, then closes the rest with 1001
 "going away" (PROTOCOL.md):
 under daphne, a Twisted "before shutdown" trigger does it on SIGTERM, before

@@ -1,4 +1,4 @@
-"""The embedded default: a change made from another process reaches the server's streams in a second.
+"""The embedded default: a change from another process reaches the server's streams in a second.
 
 Every process of the embedded default has its own in-memory channel layer,
 so an operator's ``manage.py shell`` cannot reach the server's connections
@@ -38,8 +38,15 @@ def embedded(live_env):
     srv.stop()
     manage(
         env, "shell", "--no-imports", "-c",
-        "from django.contrib.auth.models import User; User.objects.filter(username='relayed-bob').delete()",
+        "from django.contrib.auth.models import User; "
+        "User.objects.filter(username='relayed-bob').delete()",
     )
+
+
+async def read_until_closed(ws, messages: list[dict]) -> None:
+    """Add every message to ``messages`` until the connection closes (ConnectionClosed)."""
+    while True:
+        messages += decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))
 
 
 def shell(env: dict[str, str], code: str) -> float:
@@ -74,13 +81,13 @@ async def test_a_user_disabled_in_a_shell_is_closed_4401_within_a_second(embedde
             "from django.contrib.auth.models import User; "
             "u = User.objects.get(username='relayed-bob'); u.is_active = False; u.save()",
         )
-        messages = []
+        messages: list[dict] = []
         with pytest.raises(websockets.ConnectionClosed) as closed:
-            while True:
-                messages += decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))
+            await read_until_closed(ws, messages)
         took = time.time() - committed
         print(f"\nshell disable to close: {took * 1000:.0f} ms")
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 4401
-        assert messages[-1] == {"type": "error", "code": "unauthorized", "message": "credentials revoked"}
+        revoked = {"type": "error", "code": "unauthorized", "message": "credentials revoked"}
+        assert messages[-1] == revoked
         assert took < timeout(DEADLINE_S)

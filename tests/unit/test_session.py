@@ -86,7 +86,9 @@ class Client:
         request = protocol.parse_request({"op": "subscribe", "symbols": symbols, "id": 1, **fields})
         assert isinstance(request, protocol.Subscribe)
         known = {s: a for s, a in ACTIVE.items() if s in request.symbols}
-        opening = self.session.plan_subscribe(request, active=known, visible=visible, covered=covered)
+        opening = self.session.plan_subscribe(
+            request, active=known, visible=visible, covered=covered
+        )
         self.session.begin(opening)
         for symbol, seq in held:
             self.session.deliver_quote(symbol, seq, text(symbol, seq))
@@ -129,7 +131,10 @@ def test_a_subscribe_is_answered_then_each_symbol_gets_its_snapshot(alice):
 def test_quotes_arriving_while_the_start_is_read_follow_the_snapshot_without_repeats(alice):
     messages = alice.subscribe(["AAPL"], held=[("AAPL", 4), ("AAPL", 5), ("AAPL", 6), ("AAPL", 7)])
     assert kinds(messages) == [
-        ("subscribed", None, None), ("snapshot", "AAPL", 5), ("quote", "AAPL", 6), ("quote", "AAPL", 7),
+        ("subscribed", None, None),
+        ("snapshot", "AAPL", 5),
+        ("quote", "AAPL", 6),
+        ("quote", "AAPL", 7),
     ]
 
 
@@ -239,7 +244,9 @@ def test_since_in_the_same_epoch_replays_what_was_missed_and_says_recovered(alic
         found={"AAPL": missed, "MSFT": None},
     )
     assert messages[0]["recovered"] == {"AAPL": True, "MSFT": False}
-    assert kinds(messages[1:]) == [("quote", "AAPL", 4), ("quote", "AAPL", 5), ("snapshot", "MSFT", 5)]
+    assert kinds(messages[1:]) == [
+        ("quote", "AAPL", 4), ("quote", "AAPL", 5), ("snapshot", "MSFT", 5)
+    ]
 
 
 def test_since_of_another_epoch_reads_no_ring_and_snapshots():
@@ -255,7 +262,9 @@ def test_since_of_another_epoch_reads_no_ring_and_snapshots():
 
 def test_last_event_id_resumes_the_named_symbol_exactly_and_the_others_by_time(alice):
     opening = alice.session.plan_subscribe(
-        protocol.Subscribe(symbols=("AAPL", "MSFT")), active={"AAPL": True, "MSFT": True}, visible=None
+        protocol.Subscribe(symbols=("AAPL", "MSFT")),
+        active={"AAPL": True, "MSFT": True},
+        visible=None,
     )
     resume = LastEventId("AAPL", 4, ring=256)
     latest = {"AAPL": (6, text("AAPL", 6, ts=60)), "MSFT": (9, text("MSFT", 9, ts=90))}
@@ -325,7 +334,8 @@ def test_revoked_credentials_close_with_unauthorized_and_4401_once(alice, event)
 
 
 def test_someone_elses_revocation_changes_nothing(alice):
-    assert alice.session.on_event(events.auth_revoked(token_digests=["other"], user_ids=["8"])) is None
+    someone_else = events.auth_revoked(token_digests=["other"], user_ids=["8"])
+    assert alice.session.on_event(someone_else) is None
 
 
 def test_a_new_epoch_sends_fresh_snapshots_before_any_quote_of_it(alice):
