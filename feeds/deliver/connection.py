@@ -246,9 +246,10 @@ class Connection:
             return
         logger.info("%s %s: reconnect within %g s (%s)", self.kind, self.conn_id, within_s, reason)
         self._spawn(self.link.send_now(text))
-        self._timers["close"] = asyncio.get_running_loop().call_later(within_s, self._going_away)
+        self._timers["close"] = asyncio.get_running_loop().call_later(within_s, self.going_away)
 
-    def _going_away(self) -> None:
+    def going_away(self) -> None:
+        """Close now with 1001 (the end of a ``reconnect`` grace, or of the server)."""
         self.act(self.session.going_away())
 
     # --- background work ----------------------------------------------------------------

@@ -142,6 +142,9 @@ class Session:
         # symbol -> seq of the newest quote or snapshot handed on; None while its start is read.
         self.subs: dict[str, int | None] = {}
         self._backlog: dict[str, deque[tuple[int, str]]] = {}
+        # symbol -> the new epoch, for a re-snapshot the store had nothing for yet:
+        # the symbol's first quote of that epoch goes out as its snapshot.
+        self._first_is_snapshot: dict[str, str] = {}
         # The throttle of a "*" subscription, for instruments it takes in later; None: no "*".
         self.wildcard_throttle_ms: int | None = None
         self._reconnect_announced = False
@@ -317,6 +320,12 @@ class Session:
     def deliver_quote(self, symbol: str, seq: int, text: str) -> None:
         last = self.subs.get(symbol, -1)
         if last is None:  # its start is being read
+            epoch = self._first_is_snapshot.pop(symbol, None)
+            if epoch is not None:
+                self.outbox.control(protocol.snapshot_from_quote(text, epoch))
+                self.throttle.restart(symbol)
+                self.subs[symbol] = seq
+                return
             backlog = self._backlog.get(symbol)
             if backlog is not None:
                 backlog.append((seq, text))
@@ -387,9 +396,14 @@ class Session:
     def finish_resnapshot(self, symbols: tuple[str, ...], *, latest: Latest, epoch: str) -> None:
         """Send each held symbol a snapshot of the new epoch, then its newer held quotes."""
         for symbol in symbols:
-            if self.subs.get(symbol, -1) is None:
-                self.outbox.forget(symbol)  # of the old epoch: the snapshot supersedes it
+            if self.subs.get(symbol, -1) is not None:
+                continue  # gone meanwhile
+            self.outbox.forget(symbol)  # of the old epoch: the snapshot supersedes it
+            if latest.get(symbol, (0, ""))[1]:
                 self._start(symbol, True, None, latest, epoch, self._interval_ms(symbol))
+            else:  # nothing of the new epoch stored yet: its first quote is the snapshot
+                self._backlog.pop(symbol, None)
+                self._first_is_snapshot[symbol] = epoch
 
     def resnapshot_failed(self, symbols: tuple[str, ...]) -> None:
         """No store to read: let quotes through without snapshots rather than hold them."""
@@ -421,6 +435,7 @@ class Session:
         self.throttle.close()
         self.subs.clear()
         self._backlog.clear()
+        self._first_is_snapshot.clear()
 
     # --- internals ----------------------------------------------------------------------
 
@@ -431,6 +446,7 @@ class Session:
     def _forget(self, symbol: str) -> None:
         del self.subs[symbol]
         self._backlog.pop(symbol, None)
+        self._first_is_snapshot.pop(symbol, None)
         self.outbox.forget(symbol)
         self.throttle.drop(symbol)
 

@@ -54,14 +54,23 @@ async def shutdown_connections(
     """
     grace = settings.FEED_RECONNECT_GRACE_S if grace_s is None else grace_s
     connections = owner.hub.connections
-    if grace > 0 and connections:
-        told = list(connections)
-        for conn in told:
-            conn.announce_reconnect(grace, ReconnectReason.SHUTDOWN)
-        logger.info("shutdown: %d clients asked to reconnect within %g s", len(told), grace)
-        with _interrupted_by_signals(enabled=interruptible) as interrupted:
+    with _interrupted_by_signals(enabled=interruptible) as interrupted:
+        if grace > 0 and connections:
+            told = list(connections)
+            for conn in told:
+                conn.announce_reconnect(grace, ReconnectReason.SHUTDOWN)
+            logger.info("shutdown: %d clients asked to reconnect within %g s", len(told), grace)
             await _wait_gone(told, connections, grace, interrupted)
-    return await close_websockets(owner)
+        # Whoever is left goes now, all at once: every connection is closed by its
+        # own session (an SSE response ends), every WebSocket, admitted or not, gets
+        # its 1001 (a second close of the same socket is a no-op), before the
+        # reactor drops the sockets.
+        left = list(connections)
+        for conn in left:
+            conn.going_away()
+        closed = await close_websockets(owner)
+        await _wait_gone(left, connections, SHUTDOWN_GRACE_S, interrupted)
+    return closed
 
 
 async def close_websockets(
@@ -87,7 +96,7 @@ async def close_websockets(
 async def _wait_gone(
     told: list[Any], connections: dict[Any, None], within_s: float, interrupted: asyncio.Event
 ) -> None:
-    """Until none of ``told`` is among the hub's ``connections``, the grace is over, or a signal."""
+    """Until none of ``told`` is among the hub's ``connections``, ``within_s`` is over, or a signal."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline and not interrupted.is_set():
         if not any(conn in connections for conn in told):

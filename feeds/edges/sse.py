@@ -27,7 +27,14 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from feeds import entitlements
-from feeds.auth import _header, handshake_token, origin_allowed, peer, user_for_token
+from feeds.auth import (
+    _header,
+    handshake_token,
+    origin_allowed,
+    peer,
+    user_for_ticket,
+    user_for_token,
+)
 from feeds.core.eventstream import Refusal, StreamParams, event, parse_params, refusal_of
 from feeds.core.outbox import Outbox
 from feeds.core.protocol import CloseCode, ErrorCode, ProtocolError
@@ -77,6 +84,7 @@ class Stream:
             socket_buffer_bytes=settings.FEED_SOCKET_BUFFER_BYTES,
         )
         self.ended = asyncio.Event()
+        self.started = self.finished = False
 
     async def send_now(self, text: str) -> None:
         await self._body(event(text).encode())
@@ -85,6 +93,7 @@ class Stream:
         self.ended.set()
 
     async def head(self) -> None:
+        self.started = True
         await self._send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         await self._body(f"retry: {random.randint(RETRY_MS_MIN, RETRY_MS_MAX)}\n\n".encode())
 
@@ -99,8 +108,12 @@ class Stream:
         return self.http.write("".join(map(event, texts)).encode())
 
     async def finish(self) -> None:
-        self.http.release()
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+        """End the response (once, and only if it began)."""
+        self.ended.set()
+        if self.started and not self.finished:
+            self.finished = True
+            self.http.release()
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def stream_quotes(scope: dict[str, Any], receive: Any, send: AsgiSend) -> None:
@@ -129,8 +142,10 @@ async def stream_quotes(scope: dict[str, Any], receive: Any, send: AsgiSend) -> 
             "sse %s: stream failed (%s: %s); ending it", stream.conn_id, type(exc).__name__, exc
         )
     finally:
-        await conn.end()
-    await stream.finish()
+        try:  # the response's end first: a shutdown waits only until the connection is gone
+            await stream.finish()
+        finally:
+            await conn.end()
 
 
 async def _admit(
@@ -175,16 +190,21 @@ async def _admit(
 
 
 async def _user(scope: dict[str, Any]) -> tuple[Any, str | None]:
-    """The user of the token (header, then ``?token=``) or else of the session; 401 when none."""
+    """The user of the credentials (header, ``?ticket=``, ``?token=``) or of the session; else 401.
+
+    A ticket admits once and is no credential to re-check later: the stream
+    keeps no token then, as with a session.
+    """
     key, where = handshake_token(scope)
     if key is not None:
-        user = await user_for_token(key)
+        ticket = where == "ticket"
+        user = await (user_for_ticket(key) if ticket else user_for_token(key))
         if user is None:
+            what = "ticket (unknown, used or expired)" if ticket else f"token in the {where}"
             raise Refusal(
-                401, f"invalid token in the {where}", code=ErrorCode.UNAUTHORIZED,
-                headers=_CHALLENGE,
+                401, f"invalid {what}", code=ErrorCode.UNAUTHORIZED, headers=_CHALLENGE
             )
-        return user, key
+        return user, (None if ticket else key)
     user = scope.get("user")
     if user is None or not user.is_authenticated:
         raise Refusal(

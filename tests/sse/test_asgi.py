@@ -167,3 +167,19 @@ async def test_unknown_symbols_are_named_before_the_symbol_limit_applies(sse, us
     over = await sse(f"symbols=AAPL,MSFT,BTC-USD&token={user.token}")
     assert (await over.start())[0] == 400
     assert json.loads((await over.app.receive_output(timeout(5)))["body"])["code"] == "too_many_symbols"
+
+
+async def test_a_ticket_admits_one_stream_once(sse, user, ticker):
+    from rest_framework.test import APIClient
+
+    def fetch() -> str:
+        api = APIClient()
+        api.credentials(HTTP_AUTHORIZATION=f"Token {user.token}")
+        return api.post("/api/ws-ticket/").json()["ticket"]
+
+    ticket = await sync_to_async(fetch)()
+    first = await sse(f"symbols=AAPL&ticket={ticket}")
+    assert (await first.start())[0] == 200
+    assert (await first.until("welcome"))["user"] == "alice"
+    again = await sse(f"symbols=AAPL&ticket={ticket}")
+    assert (await again.start())[0] == 401

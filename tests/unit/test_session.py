@@ -385,3 +385,14 @@ def test_a_closed_session_routes_nothing_and_asks_nothing(alice):
     alice.quote("AAPL", 6)
     assert alice.received() == []
     assert alice.session.on_event(events.auth_revoked(user_ids=["7"])) is None
+
+
+def test_a_symbol_the_new_epoch_has_not_stored_yet_gets_its_first_quote_as_snapshot(alice):
+    alice.subscribe(["AAPL"])
+    symbols = alice.session.begin_resnapshot()
+    alice.session.finish_resnapshot(symbols, latest={}, epoch="e2")
+    alice.quote("AAPL", 1)
+    alice.quote("AAPL", 2)
+    messages = alice.received()
+    assert kinds(messages) == [("snapshot", "AAPL", 1), ("quote", "AAPL", 2)]
+    assert messages[0]["epoch"] == "e2"
