@@ -36,8 +36,8 @@ from django.db.models.functions import Upper
 
 from feeds.auth import notify_servers
 from feeds.core import events
-from feeds.models import Entitlement, Instrument
 from feeds.core.protocol import ErrorCode, ProtocolError, RequestId
+from feeds.models import Entitlement, Instrument
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,10 @@ def _user_saved(
 
 
 def connect_signals() -> None:
-    """Hook entitlement, group membership and user writes (from feeds.edges.admin, loaded everywhere)."""
+    """Hook entitlement, group membership and user writes.
+
+    Called from feeds.edges.admin, which is loaded everywhere.
+    """
     from django.contrib.auth import get_user_model
     from django.db.models.signals import m2m_changed, post_save, pre_delete, pre_save
 

@@ -46,7 +46,9 @@ def newest_id() -> int:
 def read_after(last_id: int) -> tuple[int, list[dict[str, Any]]]:
     """The events other processes wrote after row ``last_id``, and the newest row id seen."""
     rows = list(
-        ServerEvent.objects.filter(id__gt=last_id).order_by("id").values_list("id", "origin", "payload")
+        ServerEvent.objects.filter(id__gt=last_id)
+        .order_by("id")
+        .values_list("id", "origin", "payload")
     )
     if not rows:
         return last_id, []

@@ -233,12 +233,16 @@ FEED_RESUME_RING = env_int("FEED_RESUME_RING", 256, minimum=0, maximum=100_000)
 FEED_RECONNECT_GRACE_S = env_float("FEED_RECONNECT_GRACE_S", 5.0, minimum=0, maximum=600)
 # A connection older than this (plus up to 10 % random jitter) is asked to
 # `reconnect` (reason max_age), e.g. to rebalance a fleet; 0 means no maximum.
-FEED_MAX_CONNECTION_AGE_S = env_float("FEED_MAX_CONNECTION_AGE_S", 0.0, minimum=0, maximum=30 * 86_400)
+FEED_MAX_CONNECTION_AGE_S = env_float(
+    "FEED_MAX_CONNECTION_AGE_S", 0.0, minimum=0, maximum=30 * 86_400
+)
 # GET /metrics (Prometheus) answers staff users, and the bearer of this token
 # when it is set (a scrape job: "Authorization: Bearer <token>").
 FEED_METRICS_TOKEN = env_str("FEED_METRICS_TOKEN", "").strip()
 if FEED_METRICS_TOKEN and len(FEED_METRICS_TOKEN) < 16:
-    raise ImproperlyConfigured("FEED_METRICS_TOKEN: at least 16 characters, or unset for staff-only metrics")
+    raise ImproperlyConfigured(
+        "FEED_METRICS_TOKEN: at least 16 characters, or unset for staff-only metrics"
+    )
 
 # --- bars (PROTOCOL.md "Bars"; feeds/publish/bar_writer.py) ---
 # The ticker stores the bars that changed every this many seconds, in one
@@ -250,7 +254,9 @@ FEED_BARS_RETENTION_DAYS = env_int("FEED_BARS_RETENTION_DAYS", 7, minimum=0, max
 # that longer bars still line up with the clock's minutes.
 FEED_BARS_PERIOD_S = env_int("FEED_BARS_PERIOD_S", 60, minimum=1, maximum=60)
 if 60 % FEED_BARS_PERIOD_S:
-    raise ImproperlyConfigured(f"FEED_BARS_PERIOD_S={FEED_BARS_PERIOD_S}: expected a divisor of 60 (60 in real use)")
+    raise ImproperlyConfigured(
+        f"FEED_BARS_PERIOD_S={FEED_BARS_PERIOD_S}: expected a divisor of 60 (60 in real use)"
+    )
 
 # --- entitlements (PROTOCOL.md "Entitlements"; feeds/entitlements.py) ---
 # On: a user sees only the instruments of the exchanges and asset classes

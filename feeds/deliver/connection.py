@@ -225,7 +225,10 @@ class Connection:
         self.act(self.session.revoke())
 
     async def drop_revoked(self, symbols: list[str]) -> None:
-        """Its user may no longer see ``symbols``: ``status`` ``revoked`` each (entitlements.enforce)."""
+        """Its user may no longer see ``symbols``: ``status`` ``revoked`` each.
+
+        Called by entitlements.enforce.
+        """
         async with self._lock:
             leaving = self.session.drop_revoked(symbols)
             if leaving:
@@ -285,7 +288,10 @@ class Connection:
             self.session.resnapshot_failed(symbols)
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
-        """Run ``job`` beside the client's frames; its failure is logged, never the connection's end."""
+        """Run ``job`` beside the client's frames.
+
+        Its failure is logged, never the connection's end.
+        """
         task = asyncio.create_task(self._logged(job))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

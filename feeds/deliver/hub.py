@@ -116,7 +116,10 @@ class Hub:
         await self.leave(conn.session, symbols)
 
     async def join(self, member: Member, symbols: Iterable[str]) -> None:
-        """Route quotes of ``symbols`` to ``member``; returns once the process is in their groups."""
+        """Route quotes of ``symbols`` to ``member``.
+
+        Returns once the process is in their groups.
+        """
         need = []
         for symbol in symbols:
             self.members.setdefault(symbol, {})[member] = None
@@ -193,7 +196,9 @@ class Hub:
             try:
                 self.dispatch(message)
             except Exception:
-                logger.exception("hub: could not handle a layer message of type %r", message.get("type"))
+                logger.exception(
+                    "hub: could not handle a layer message of type %r", message.get("type")
+                )
 
     def dispatch(self, message: dict[str, Any]) -> None:
         """Route one layer message: a quote or status to its members, anything else to all."""
@@ -251,7 +256,10 @@ class Hub:
         try:
             async with self._group_lock:
                 await asyncio.gather(
-                    *(self.layer.group_add(group_for_symbol(s), self.channel) for s in self._joined),
+                    *(
+                        self.layer.group_add(group_for_symbol(s), self.channel)
+                        for s in self._joined
+                    ),
                     self.layer.group_add(SERVERS_CONTROL_GROUP, self.channel),
                 )
         except Exception as exc:

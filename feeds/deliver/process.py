@@ -104,7 +104,8 @@ class FeedProcess:
                         self.hub.dispatch(event)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # not migrated yet, database away: the outage is logged elsewhere
+            except Exception as exc:
+                # Not migrated yet, or the database away: the outage is logged elsewhere.
                 logger.debug("event relay read failed (%s)", exc)
             await asyncio.sleep(settings.FEED_RELOAD_INTERVAL_S)
 

@@ -96,7 +96,9 @@ class Opening:
     resume: Resume | None = None
 
 
-def refuse_unknown(symbols: tuple[str, ...] | list[str], known: Active, request_id: RequestId) -> None:
+def refuse_unknown(
+    symbols: tuple[str, ...] | list[str], known: Active, request_id: RequestId
+) -> None:
     """Raise ``unknown_symbol`` naming every symbol of the request that is not an instrument."""
     unknown = tuple(s for s in symbols if s not in known)
     if unknown:
@@ -116,7 +118,10 @@ def refuse_not_entitled(symbols: tuple[str, ...], visible: Visible, request_id: 
     if refused:
         shown = ", ".join(refused[:20]) + (", ..." if len(refused) > 20 else "")
         raise ProtocolError(
-            ErrorCode.NOT_ENTITLED, "not entitled to: " + shown, request_id=request_id, symbols=refused
+            ErrorCode.NOT_ENTITLED,
+            "not entitled to: " + shown,
+            request_id=request_id,
+            symbols=refused,
         )
 
 
@@ -280,7 +285,12 @@ class Session:
         for symbol in opening.symbols:
             if symbol in self.subs:  # not gone meanwhile (unsubscribed, revoked)
                 self._start(
-                    symbol, opening.active[symbol], missed.get(symbol), latest, epoch, opening.throttle_ms
+                    symbol,
+                    opening.active[symbol],
+                    missed.get(symbol),
+                    latest,
+                    epoch,
+                    opening.throttle_ms,
                 )
 
     def unsubscribe(self, request: protocol.Unsubscribe, *, known: Active) -> list[str]:
@@ -358,7 +368,9 @@ class Session:
                 return self.revoke()
         elif kind == events.INSTRUMENTS_ADDED and self.wildcard_throttle_ms is not None:
             symbols = events.texts(event, "symbols")
-            return AddToWildcard(tuple(s for s in symbols if s not in self.subs)) if symbols else None
+            return (
+                AddToWildcard(tuple(s for s in symbols if s not in self.subs)) if symbols else None
+            )
         elif kind == events.ENTITLEMENTS_CHANGED and self.user_key in events.texts(event, "users"):
             return RecheckEntitlements()
         return None

@@ -83,12 +83,19 @@ async def close_websockets(
     closed, so the frames are on the wire before the reactor drops them.
     """
     sends = list(owner.websockets.values())
-    transports = [server.attach(send, buffer_bytes=settings.FEED_WRITE_BUFFER_BYTES) for send in sends]
-    results = await asyncio.gather(*(t.close(int(code)) for t in transports), return_exceptions=True)
+    transports = [
+        server.attach(send, buffer_bytes=settings.FEED_WRITE_BUFFER_BYTES) for send in sends
+    ]
+    results = await asyncio.gather(
+        *(t.close(int(code)) for t in transports), return_exceptions=True
+    )
     failed = sum(1 for r in results if isinstance(r, BaseException))
-    logger.info("shutdown: closing %d WebSockets with %d (%d failed)", len(sends), int(code), failed)
+    logger.info(
+        "shutdown: closing %d WebSockets with %d (%d failed)", len(sends), int(code), failed
+    )
     deadline = time.monotonic() + grace_s
-    while any(server.still_open(send) for send in sends) and time.monotonic() < deadline:
+    # Twisted owns the sockets and tells asyncio nothing when one goes: polled, within the grace.
+    while any(server.still_open(send) for send in sends) and time.monotonic() < deadline:  # noqa: ASYNC110 (Twisted's state, no event)
         await asyncio.sleep(SHUTDOWN_POLL_S)
     return len(sends)
 
@@ -96,7 +103,10 @@ async def close_websockets(
 async def _wait_gone(
     told: list[Any], connections: dict[Any, None], within_s: float, interrupted: asyncio.Event
 ) -> None:
-    """Until none of ``told`` is among the hub's ``connections``, ``within_s`` is over, or a signal."""
+    """Wait until none of ``told`` is among the hub's ``connections``, or ``within_s`` is over.
+
+    A signal (``interrupted``) ends the wait too.
+    """
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline and not interrupted.is_set():
         if not any(conn in connections for conn in told):

@@ -140,7 +140,9 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         )
         limit = settings.FEED_MAX_CONNECTIONS_PER_USER
         if not await conn.acquire(limit):
-            logger.info("conn %s: %s is over %d connections", self.conn_id, user.get_username(), limit)
+            logger.info(
+                "conn %s: %s is over %d connections", self.conn_id, user.get_username(), limit
+            )
             await self._refuse(
                 ErrorCode.TOO_MANY_CONNECTIONS,
                 f"at most {limit} connections per user",
@@ -243,9 +245,14 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
             )
         user = await user_for_token(request.token)
         if user is None:
-            logger.info("conn %s: bad token in auth message from %s", self.conn_id, peer(self.scope))
+            logger.info(
+                "conn %s: bad token in auth message from %s", self.conn_id, peer(self.scope)
+            )
             await self._refuse(
-                ErrorCode.UNAUTHORIZED, "invalid token", CloseCode.UNAUTHORIZED, request_id=request.id
+                ErrorCode.UNAUTHORIZED,
+                "invalid token",
+                CloseCode.UNAUTHORIZED,
+                request_id=request.id,
             )
             return
         await self._admit(user, request_id=request.id, token=request.token)
@@ -260,7 +267,9 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
         elif isinstance(request, protocol.Ping):
             conn.session.pong(request, time.time_ns() // 1000)
         else:
-            raise ProtocolError(ErrorCode.BAD_REQUEST, "already authenticated", request_id=request.id)
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, "already authenticated", request_id=request.id
+            )
 
 
 def _frame_size(raw: str | bytes, limit: int) -> int:

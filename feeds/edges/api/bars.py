@@ -2,7 +2,7 @@
 
 The rows are the one-minute bars the ticker stores (``feeds.publish.bar_writer``);
 longer intervals are rolled up from them here, in Python, reading at most
-``limit`` × (minutes per bar) rows. The newest bar is read from the database,
+``limit`` times (minutes per bar) rows. The newest bar is read from the database,
 so it may be up to ``FEED_BARS_FLUSH_S`` behind the live quotes, in every
 process of a scale-out deployment alike.
 """
@@ -20,9 +20,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from feeds.core.bars import Bar, roll_up
 from feeds.edges.api import schema
 from feeds.edges.api.views import _instrument_or_404
-from feeds.core.bars import Bar, roll_up
 from feeds.models import Bar as BarRow
 from feeds.models import Instrument
 
@@ -77,7 +77,9 @@ def bars_of(instrument: Instrument, *, per_bar: int, limit: int) -> list[Bar]:
         .values_list("start", "open", "high", "low", "close", "volume", "trades")[: limit * per_bar]
     )
     stored = (
-        Bar(instrument.symbol, int(start.timestamp()), float(o), float(h), float(lo), float(c), v, n)
+        Bar(
+            instrument.symbol, int(start.timestamp()), float(o), float(h), float(lo), float(c), v, n
+        )
         for start, o, h, lo, c, v, n in rows
     )
     return roll_up(stored, per_bar * settings.FEED_BARS_PERIOD_S, limit)

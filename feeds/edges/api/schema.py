@@ -69,7 +69,12 @@ instrument_list = extend_schema(
         OpenApiParameter("page", OpenApiTypes.INT, description="1-based page number"),
         OpenApiParameter("page_size", OpenApiTypes.INT, description="1 to 1000, default 100"),
     ],
-    responses={200: InstrumentPageSerializer, 400: ErrorSerializer, 404: ErrorSerializer, **NEEDS_LOGIN},
+    responses={
+        200: InstrumentPageSerializer,
+        400: ErrorSerializer,
+        404: ErrorSerializer,
+        **NEEDS_LOGIN,
+    },
 )
 instrument_detail = extend_schema(
     operation_id="instrument_detail",
