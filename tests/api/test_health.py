@@ -8,7 +8,6 @@ import pytest
 from django.test import Client
 
 from feeds.edges import health
-
 from feeds.publish import store
 
 ALL_OK = {"status": "ok", "database": "ok", "channel_layer": "ok", "store": "ok"}
