@@ -51,7 +51,9 @@ class Client:
             self.pending.extend(decode_frame(output["text"]))
         return self.pending.pop(0)
 
-    async def recv_until(self, pred, wait: float = 5.0) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def recv_until(
+        self, pred, wait: float = 5.0
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The first message matching ``pred``, and every message before it."""
         before = []
         while True:
@@ -129,7 +131,10 @@ async def ticker(instruments):
 
 @pytest.fixture
 async def connect(user):
-    """``await connect(path=..., headers=...)`` opens a connection; all are closed after the test."""
+    """``await connect(path=..., headers=...)`` opens a connection.
+
+    All are closed after the test.
+    """
     from marketfeed.asgi import application
 
     opened: list[WebsocketCommunicator] = []
@@ -156,4 +161,6 @@ async def alice(connect):
     return client
 
 
-deactivate = database_sync_to_async(lambda symbol, active: Instrument.objects.filter(symbol=symbol).update(active=active))
+deactivate = database_sync_to_async(
+    lambda symbol, active: Instrument.objects.filter(symbol=symbol).update(active=active)
+)

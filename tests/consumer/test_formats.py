@@ -42,7 +42,8 @@ async def packed(connect, user):
     """alice on ``?format=msgpack``, welcomed."""
     client = MsgpackClient((await connect(f"/ws/quotes/?token={user.token}&format=msgpack")).ws)
     welcome = await client.recv()
-    assert welcome["type"] == "welcome" and welcome["user"] == "alice"
+    assert welcome["type"] == "welcome"
+    assert welcome["user"] == "alice"
     return client
 
 
@@ -68,7 +69,8 @@ async def test_msgpack_requests_in_binary_frames_get_the_same_replies(packed, ti
     assert reply == {"type": "subscribed", "id": "s", "symbols": ["MSFT"]}
     await packed.send_packed({"op": "subscribe", "symbols": ["NOPE"], "id": 8})
     error, _ = await packed.recv_until(lambda m: m.get("id") == 8)
-    assert error["code"] == "unknown_symbol" and error["symbols"] == ["NOPE"]
+    assert error["code"] == "unknown_symbol"
+    assert error["symbols"] == ["NOPE"]
 
 
 async def test_a_batch_is_one_msgpack_array_of_the_messages(packed, ticker, settings):
@@ -77,7 +79,8 @@ async def test_a_batch_is_one_msgpack_array_of_the_messages(packed, ticker, sett
     await packed.send_packed({"op": "subscribe", "symbols": ["AAPL", "MSFT", "BTC-USD"], "id": 1})
     await packed.recv_until(lambda m: m["type"] == "snapshot" and m["symbol"] == "BTC-USD")
     batches = [f for f in packed.frames if isinstance(f, list)]
-    assert batches and all(len(b) > 1 for b in batches)
+    assert batches
+    assert all(len(b) > 1 for b in batches)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +100,8 @@ async def test_a_batch_is_one_msgpack_array_of_the_messages(packed, ticker, sett
 async def test_bad_msgpack_is_an_error_and_the_connection_stays(packed, frame, code):
     await packed.send_packed(frame)
     error = await packed.recv()
-    assert error["type"] == "error" and error["code"] == code, error
+    assert error["type"] == "error", error
+    assert error["code"] == code, error
     pong = await packed.request({"op": "ping", "id": 2})
     assert pong["type"] == "pong"
 
@@ -120,7 +124,8 @@ async def test_a_binary_frame_on_a_json_connection_stays_bad_request(alice):
 async def test_an_unknown_format_is_explained_in_json_then_closed_1003(connect, user, query):
     client = await connect(f"/ws/quotes/?token={user.token}&{query}")
     error = await client.recv()
-    assert error["type"] == "error" and error["code"] == "bad_request"
+    assert error["type"] == "error"
+    assert error["code"] == "bad_request"
     assert "json or msgpack" in error["message"]
     assert await client.expect_close() == 1003
 

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def test_header_token_is_welcomed_with_the_protocol_fields(connect, user):
-    client = await connect("/ws/quotes/", headers=[(b"authorization", f"Token {user.token}".encode())])
+    client = await connect(
+        "/ws/quotes/", headers=[(b"authorization", f"Token {user.token}".encode())]
+    )
     welcome = await client.recv()
     assert welcome["type"] == "welcome"
     assert welcome["user"] == "alice"
@@ -33,7 +35,9 @@ async def test_bad_header_token_refuses_the_handshake(connect, user):
 
 async def test_bad_query_token_refuses_even_with_a_good_header(connect, user):
     # Header wins: a good header with a bad query token is accepted...
-    client = await connect("/ws/quotes/?token=bad", headers=[(b"authorization", f"Token {user.token}".encode())])
+    client = await connect(
+        "/ws/quotes/?token=bad", headers=[(b"authorization", f"Token {user.token}".encode())]
+    )
     assert (await client.recv())["type"] == "welcome"
     # ...and a bad query token alone is refused.
     await connect("/ws/quotes/?token=bad", expect_accept=False)
@@ -116,7 +120,9 @@ async def test_user_over_the_connection_limit_gets_4429(connect, settings):
 
 async def test_subscribe_replies_then_snapshots_then_newer_quotes(alice, ticker):
     await ticker.advance(10)  # every instrument has a quote in the store
-    reply = await alice.request({"op": "subscribe", "symbols": ["aapl", "EUR/USD", "AAPL"], "id": 1})
+    reply = await alice.request(
+        {"op": "subscribe", "symbols": ["aapl", "EUR/USD", "AAPL"], "id": 1}
+    )
     assert reply == {"type": "subscribed", "id": 1, "symbols": ["AAPL", "EUR/USD"]}
     snaps = [await alice.recv(), await alice.recv()]
     assert [s["type"] for s in snaps] == ["snapshot", "snapshot"]
@@ -151,7 +157,8 @@ async def test_new_epoch_sends_fresh_snapshots_before_its_quotes(alice, ticker):
     fresh = {snap["symbol"]: snap["seq"]}
     while len(fresh) < 2:
         msg = await alice.recv()
-        assert msg["type"] == "snapshot" and msg["epoch"] == "restart2", msg
+        assert msg["type"] == "snapshot", msg
+        assert msg["epoch"] == "restart2", msg
         fresh[msg["symbol"]] = msg["seq"]
     assert max(fresh.values()) < 10  # the new numbering, not the old one
     await ticker.advance(10)
@@ -181,7 +188,9 @@ async def test_unknown_symbol_is_atomic_and_names_every_unknown(alice, ticker):
 async def test_too_many_symbols_names_the_new_ones_and_changes_nothing(alice, ticker, settings):
     settings.FEED_MAX_SYMBOLS = 2
     await alice.request({"op": "subscribe", "symbols": ["AAPL"], "id": 1})
-    reply = await alice.request({"op": "subscribe", "symbols": ["AAPL", "MSFT", "BTC-USD"], "id": 2})
+    reply = await alice.request(
+        {"op": "subscribe", "symbols": ["AAPL", "MSFT", "BTC-USD"], "id": 2}
+    )
     assert reply["code"] == "too_many_symbols"
     assert reply["symbols"] == ["MSFT", "BTC-USD"]
     assert (await alice.request({"op": "list", "id": 3}))["symbols"] == ["AAPL"]

@@ -47,7 +47,9 @@ def assert_follows_on(messages: list[dict], symbol: str, start: int) -> None:
 # --- throttle ----------------------------------------------------------------------------
 
 
-async def test_a_throttled_symbol_gets_only_the_newest_quote_once_its_interval_is_over(alice, ticker):
+async def test_a_throttled_symbol_gets_only_the_newest_quote_once_its_interval_is_over(
+    alice, ticker
+):
     await ticker.advance(10)
     await alice.request({"op": "subscribe", "symbols": ["MSFT"], "id": 1})
     msft = (await alice.recv())["seq"]
@@ -55,14 +57,16 @@ async def test_a_throttled_symbol_gets_only_the_newest_quote_once_its_interval_i
     asked = loop.time()
     await alice.request({"op": "subscribe", "symbols": ["AAPL"], "throttle_ms": 1500, "id": 2})
     snap = await alice.recv()
-    assert snap["type"] == "snapshot" and snap["symbol"] == "AAPL"
+    assert snap["type"] == "snapshot"
+    assert snap["symbol"] == "AAPL"
     for _ in range(3):
         await ticker.advance(10)
     newest = ticker.books["AAPL"].seq
     assert newest > snap["seq"] + 1  # several AAPL quotes were published
     quote, before = await alice.recv_until(is_quote("AAPL"), wait=10)
     assert loop.time() - asked >= 1.5
-    assert quote["seq"] == newest and quote["prev_seq"] == snap["seq"]
+    assert quote["seq"] == newest
+    assert quote["prev_seq"] == snap["seq"]
     assert_follows_on(before, "MSFT", msft)  # the unthrottled symbol got every tick, shared text
     assert len([m for m in before if m["type"] == "quote"]) == ticker.books["MSFT"].seq - msft
 
@@ -80,8 +84,11 @@ async def test_a_later_subscribe_replaces_the_throttle(alice, ticker):
 
 @pytest.mark.parametrize("value", [-1, 60001, 2.5, "250", True, None])
 async def test_a_bad_throttle_is_bad_request_naming_it_and_changes_nothing(alice, ticker, value):
-    reply = await alice.request({"op": "subscribe", "symbols": ["AAPL"], "throttle_ms": value, "id": 1})
-    assert reply["code"] == "bad_request" and "throttle_ms" in reply["message"]
+    reply = await alice.request(
+        {"op": "subscribe", "symbols": ["AAPL"], "throttle_ms": value, "id": 1}
+    )
+    assert reply["code"] == "bad_request"
+    assert "throttle_ms" in reply["message"]
     assert (await alice.request({"op": "list", "id": 2}))["symbols"] == []
 
 
@@ -115,7 +122,9 @@ async def test_a_held_throttled_quote_goes_out_before_a_halt_of_its_symbol(alice
 # --- wildcard ----------------------------------------------------------------------------
 
 
-all_symbols = database_sync_to_async(lambda: sorted(Instrument.objects.values_list("symbol", flat=True)))
+all_symbols = database_sync_to_async(
+    lambda: sorted(Instrument.objects.values_list("symbol", flat=True))
+)
 
 
 async def test_star_subscribes_every_instrument_named_ones_first(alice, ticker):
@@ -124,7 +133,8 @@ async def test_star_subscribes_every_instrument_named_ones_first(alice, ticker):
     reply = await alice.request({"op": "subscribe", "symbols": ["msft", "*"], "id": 1})
     assert reply["symbols"] == ["MSFT"] + [s for s in every if s != "MSFT"]
     snaps = [await alice.recv() for _ in every]
-    assert {m["symbol"] for m in snaps} == set(every) and {m["type"] for m in snaps} == {"snapshot"}
+    assert {m["symbol"] for m in snaps} == set(every)
+    assert {m["type"] for m in snaps} == {"snapshot"}
     listed = await alice.request({"op": "list", "id": 2})
     assert listed["symbols"] == ["*", *every]
 
@@ -137,11 +147,14 @@ async def test_star_covers_halted_instruments_with_their_status(alice, ticker):
     assert status == {"type": "status", "symbol": "BTC-USD", "state": "halted"}
 
 
-async def test_star_over_max_symbols_is_too_many_symbols_and_changes_nothing(alice, ticker, settings):
+async def test_star_over_max_symbols_is_too_many_symbols_and_changes_nothing(
+    alice, ticker, settings
+):
     every = await all_symbols()
     settings.FEED_MAX_SYMBOLS = len(every) - 1
     reply = await alice.request({"op": "subscribe", "symbols": ["*"], "id": 1})
-    assert reply["code"] == "too_many_symbols" and sorted(reply["symbols"]) == every
+    assert reply["code"] == "too_many_symbols"
+    assert sorted(reply["symbols"]) == every
     assert (await alice.request({"op": "list", "id": 2}))["symbols"] == []
 
 
@@ -157,7 +170,8 @@ async def test_since_with_star_may_name_only_symbols_it_covers(alice, ticker):
     ok = await alice.request(
         {"op": "subscribe", "symbols": ["*"], "since": {"AAPL": 0}, "epoch": epoch, "id": 1}
     )
-    assert ok["type"] == "subscribed" and ok["recovered"] == {"AAPL": True}
+    assert ok["type"] == "subscribed"
+    assert ok["recovered"] == {"AAPL": True}
     bad = await alice.request(
         {"op": "subscribe", "symbols": ["*"], "since": {"NOPE": 0}, "epoch": epoch, "id": 2}
     )
@@ -188,11 +202,14 @@ async def test_a_new_instrument_joins_star_subscriptions_and_only_them(connect, 
     await ended.request({"op": "unsubscribe", "symbols": ["*"], "id": 2})
     await create("NEWCO")
     await ticker.reload()  # as on the admin's control message, or the ticker's poll
-    joined, _ = await star.recv_until(lambda m: m["type"] == "subscribed" and "id" not in m, wait=10)
+    joined, _ = await star.recv_until(
+        lambda m: m["type"] == "subscribed" and "id" not in m, wait=10
+    )
     assert joined == {"type": "subscribed", "symbols": ["NEWCO"]}
     await ticker.advance(10)
     first, _ = await star.recv_until(is_quote("NEWCO"))
-    assert first["seq"] == 1 and "prev_seq" not in first
+    assert first["seq"] == 1
+    assert "prev_seq" not in first
     # The others heard the same broadcast in the same pass and took nothing in.
     assert "NEWCO" not in (await named.request({"op": "list", "id": 3}))["symbols"]
     assert (await ended.request({"op": "list", "id": 3}))["symbols"] == []
@@ -204,7 +221,9 @@ async def test_a_new_instrument_past_max_symbols_is_named_in_an_error(alice, tic
     await create("NEWCO")
     await ticker.reload()
     error, _ = await alice.recv_until(lambda m: m["type"] == "error", wait=10)
-    assert error["code"] == "too_many_symbols" and error["symbols"] == ["NEWCO"] and "id" not in error
+    assert error["code"] == "too_many_symbols"
+    assert error["symbols"] == ["NEWCO"]
+    assert "id" not in error
     assert "NEWCO" not in (await alice.request({"op": "list", "id": 2}))["symbols"]
 
 
@@ -224,11 +243,13 @@ async def test_a_quote_lost_upstream_arrives_marked_with_the_seq_the_client_had(
     seq, text = (await ticker.store.latest(["AAPL"]))["AAPL"]
     skipped = text.replace(f'"seq":{seq},', f'"seq":{seq + 2},')
     await get_channel_layer().group_send(
-        group_for_symbol("AAPL"), events.quote(symbol="AAPL", seq=seq + 2, text=skipped, epoch=snap["epoch"])
+        group_for_symbol("AAPL"),
+        events.quote(symbol="AAPL", seq=seq + 2, text=skipped, epoch=snap["epoch"]),
     )
     for client in (a, b):
         quote, _ = await client.recv_until(is_quote("AAPL"))
-        assert quote["seq"] == snap["seq"] + 2 and quote["prev_seq"] == snap["seq"]
+        assert quote["seq"] == snap["seq"] + 2
+        assert quote["prev_seq"] == snap["seq"]
 
 
 # --- resume ------------------------------------------------------------------------------
@@ -243,7 +264,9 @@ async def _follow(client, ticker, symbol: str) -> tuple[int, str]:
     return quote["seq"], snap["epoch"]
 
 
-async def test_resume_sends_the_missed_quotes_then_live_ones_without_gap_or_duplicate(connect, ticker):
+async def test_resume_sends_the_missed_quotes_then_live_ones_without_gap_or_duplicate(
+    connect, ticker
+):
     await ticker.advance(10)
     first = await connect()
     await first.recv()
@@ -254,13 +277,20 @@ async def test_resume_sends_the_missed_quotes_then_live_ones_without_gap_or_dupl
     second = await connect()
     await second.recv()
     reply = await second.request(
-        {"op": "subscribe", "symbols": ["AAPL", "MSFT"], "since": {"aapl": last}, "epoch": epoch, "id": 1}
+        {
+            "op": "subscribe",
+            "symbols": ["AAPL", "MSFT"],
+            "since": {"aapl": last},
+            "epoch": epoch,
+            "id": 1,
+        }
     )
-    assert reply["recovered"] == {"AAPL": True} and reply["symbols"] == ["AAPL", "MSFT"]
+    assert reply["recovered"] == {"AAPL": True}
+    assert reply["symbols"] == ["AAPL", "MSFT"]
     await ticker.advance(10)
     seen = await quotes_until(second, "AAPL", ticker.books["AAPL"].seq)
     assert not [m for m in seen if m["type"] == "snapshot" and m["symbol"] == "AAPL"]
-    assert [m["type"] for m in seen if m.get("symbol") == "MSFT"][0] == "snapshot"
+    assert next(m["type"] for m in seen if m.get("symbol") == "MSFT") == "snapshot"
     assert_follows_on(seen, "AAPL", last)
     assert missed_to < ticker.books["AAPL"].seq  # live quotes followed the replay
 
@@ -276,11 +306,18 @@ async def test_resume_that_cannot_be_served_is_recovered_false_and_a_snapshot(al
     else:
         since += 100
     reply = await alice.request(
-        {"op": "subscribe", "symbols": ["AAPL"], "since": {"AAPL": since}, "epoch": sent_epoch, "id": 1}
+        {
+            "op": "subscribe",
+            "symbols": ["AAPL"],
+            "since": {"AAPL": since},
+            "epoch": sent_epoch,
+            "id": 1,
+        }
     )
     assert reply["recovered"] == {"AAPL": False}
     snap = await alice.recv()
-    assert snap["type"] == "snapshot" and snap["seq"] == ticker.books["AAPL"].seq
+    assert snap["type"] == "snapshot"
+    assert snap["seq"] == ticker.books["AAPL"].seq
 
 
 async def test_resume_past_the_ring_is_recovered_false_and_a_snapshot(alice, ticker, settings):
@@ -307,7 +344,8 @@ async def test_resume_past_the_ring_is_recovered_false_and_a_snapshot(alice, tic
 )
 async def test_a_bad_resume_is_bad_request_and_changes_nothing(alice, ticker, extra):
     reply = await alice.request({"op": "subscribe", "symbols": ["AAPL"], "id": 1, **extra})
-    assert reply["code"] == "bad_request" and reply["id"] == 1
+    assert reply["code"] == "bad_request"
+    assert reply["id"] == 1
     assert (await alice.request({"op": "list", "id": 2}))["symbols"] == []
 
 
@@ -349,5 +387,6 @@ async def test_quotes_published_during_the_replay_read_follow_it_without_gap(gat
     gated.gate.set()
     seen = await quotes_until(alice, "AAPL", ticker.books["AAPL"].seq)
     reply = seen.pop(0)
-    assert reply["type"] == "subscribed" and reply["recovered"] == {"AAPL": True}
+    assert reply["type"] == "subscribed"
+    assert reply["recovered"] == {"AAPL": True}
     assert_follows_on(seen, "AAPL", since)
