@@ -6,11 +6,12 @@
 Redis: ``REDIS_URL`` when set (and it must answer), else a Redis already on
 127.0.0.1:6379, else a private ``redis-server`` (marketfeed.localredis).
 Database: ``DATABASE_URL`` when set (PostgreSQL), else SQLite under var/.
-Then migrations, the ``demo`` user and its token, one ``manage.py
-runticker``, one daphne per port and, with ``--nginx``, nginx in front of
-them using deploy/nginx/marketfeed.conf. Every child's output is prefixed
-with its name. Ctrl-C or SIGTERM stops everything; if any child dies the
-cluster says which and stops the rest, exiting 1. docs/DEPLOY.md has more.
+Then migrations, the ``demo`` user (its password random, generated on the
+first run into ``<var dir>/demo-password``, mode 0600) and a new token, one
+``manage.py runticker``, one daphne per port and, with ``--nginx``, nginx in
+front of them using deploy/nginx/marketfeed.conf. Every child's output is
+prefixed with its name. Ctrl-C or SIGTERM stops everything; if any child dies
+the cluster says which and stops the rest, exiting 1. docs/DEPLOY.md has more.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from marketfeed.localredis import LocalRedis, LocalRedisError, find_redis_server
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORTS = (8001, 8002)
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEMO_USER, DEMO_PASSWORD = "demo", "demo-pass-123"
+DEMO_USER = "demo"
 # daphne says this once it has bound its port.
 DAPHNE_READY = "Listening on TCP address"
 # Django start-up plus a first migrate on a busy 2-core machine.
@@ -115,6 +116,11 @@ def check_port_free(host: str, port: int) -> None:
             raise ClusterError(f"cannot use {host}:{port}: {exc.strerror}") from None
 
 
+def demo_password_file(env: dict[str, str]) -> Path:
+    """Where the demo user's password is kept: ``demo-password`` in the var directory."""
+    return Path(env.get("MARKETFEED_VAR_DIR") or ROOT / "var") / "demo-password"
+
+
 def describe_database(env: dict[str, str]) -> str:
     """Which database, without printing a password."""
     url = env.get("DATABASE_URL", "").strip()
@@ -166,10 +172,14 @@ class Cluster:
         env = self._child_env(self._redis_url())
         self.say(f"database: {describe_database(env)}")
         self._setup_step(env, "migrate", "--noinput")
-        token = self._setup_step(env, "feeduser", DEMO_USER, "--password", DEMO_PASSWORD)
-        token = token.strip().splitlines()[-1]
+        # As run.py: a random password generated on the first run, kept (0600) and reused.
+        password_file = demo_password_file(env)
+        output = self._setup_step(
+            env, "feeduser", DEMO_USER, "--password-file", str(password_file)
+        )
+        token = output.strip().splitlines()[-1]
         self._start_children(env, nginx_binary)
-        return self._supervise(token)
+        return self._supervise(token, password_file)
 
     def _preflight(self) -> str | None:
         """Everything that can be wrong before anything starts: ports, nginx."""
@@ -261,7 +271,7 @@ class Cluster:
         )
         return Child("nginx", nginx.command(binary, workdir, conf), env, ROOT, nginx.READY_TEXT)
 
-    def _supervise(self, token: str) -> int:
+    def _supervise(self, token: str, password_file: Path) -> int:
         """React to events until a signal or a death; print the banner once all are ready."""
         self._supervising = True
         waiting = {c for c in self.children if c.ready_text}
@@ -283,9 +293,9 @@ class Cluster:
             if event.kind == "ready" and event.child in waiting:
                 waiting.discard(event.child)
                 if not waiting:
-                    self._banner(token)
+                    self._banner(token, password_file)
 
-    def _banner(self, token: str) -> None:
+    def _banner(self, token: str, password_file: Path) -> None:
         host = self.args.host if self.args.host not in ("0.0.0.0", "::") else "127.0.0.1"
         if self.args.nginx:
             entry = f"http://127.0.0.1:{self.args.nginx}"
@@ -299,9 +309,9 @@ class Cluster:
             lines.append(f"  nginx: {entry}/  (balances the daphnes; WebSockets at /ws/quotes/)")
         ws = entry.replace("http://", "ws://", 1)
         lines += [
-            f"  login: {DEMO_USER} / {DEMO_PASSWORD}",
+            f"  login: {DEMO_USER} / password in {password_file}",
             f"  token: {token}",
-            f"  try: websocat '{ws}/ws/quotes/?token={token}'",
+            f"  try: websocat -H 'Authorization: Token {token}' '{ws}/ws/quotes/'",
             f"  stop: Ctrl-C, or kill -TERM {os.getpid()}",
         ]
         for line in lines:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PICTURE = ROOT / "docs" / "ticker.png"
 # Not passed on from this shell: the picture is of the embedded default.
 EMBEDDED_ONLY = ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")
-USERNAME, PASSWORD = "demo", "demo-pass-123"  # run.py's demo user
+USERNAME = "demo"  # run.py's demo user
 BARS_FLUSH_S = 5  # FEED_BARS_FLUSH_S's default
 SPARK_POINTS = 12  # at most one per 250 ms (feeds/static/feeds/history.js)
 
@@ -47,7 +47,7 @@ def arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def screenshot(url: str, out: Path) -> None:
+def screenshot(url: str, out: Path, password: str) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
@@ -57,7 +57,7 @@ def screenshot(url: str, out: Path) -> None:
             page.goto(f"{url}/")
             page.wait_for_url("**/accounts/login/**")
             page.fill('input[name="username"]', USERNAME)
-            page.fill('input[name="password"]', PASSWORD)
+            page.fill('input[name="password"]', password)
             page.click('button[type="submit"]')
             page.wait_for_selector('#conn-state[data-state="live"]')
             row = page.locator('tr[data-symbol="AAPL"]')
@@ -83,11 +83,10 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_ONLY}
         env.update(MARKETFEED_VAR_DIR=var, PYTHONUNBUFFERED="1", FEED_SEED="7")
         manage(env, "migrate", "--noinput")
-        manage(
-            env, "shell", "-c",
-            f"from django.contrib.auth.models import User; User.objects.create_user({USERNAME!r}, "
-            f"password={PASSWORD!r})",
-        )
+        # As run.py makes it: a random password, kept in the throw-away var directory.
+        password_file = Path(var) / "demo-password"
+        manage(env, "feeduser", USERNAME, "--password-file", str(password_file))
+        password = password_file.read_text().strip()
         server = Server(env, free_port())
         server.start()
         try:
@@ -96,7 +95,7 @@ def main() -> None:
                 ready = (time.time() // 60 + args.minutes) * 60 + BARS_FLUSH_S + 1
                 print(f"waiting {ready - time.time():.0f} s for {args.minutes} complete bars")
                 time.sleep(max(0.0, ready - time.time()))
-            screenshot(server.url, args.out)
+            screenshot(server.url, args.out, password)
         finally:
             server.stop()
     print(f"wrote {args.out}")

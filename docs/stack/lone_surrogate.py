@@ -16,6 +16,9 @@ docs/STACK.md quotes its output.
 
 from __future__ import annotations
 
+import json
+import secrets
+
 import django
 from django.conf import settings
 
@@ -54,9 +57,11 @@ class Echo(APIView):
         return Response(data.validated_data)
 
 
+# A throw-away user in an in-memory database; no fixed password in the source all the same.
+PASSWORD = secrets.token_urlsafe(18)
 CASES = [
     ("obtain_auth_token", ObtainAuthToken, "good credentials",
-     b'{"username": "demo", "password": "demo-pass-123"}'),
+     json.dumps({"username": "demo", "password": PASSWORD}).encode()),
     ("obtain_auth_token", ObtainAuthToken, 'username "\\ud800"',
      b'{"username": "\\ud800", "password": "x"}'),
     ("obtain_auth_token", ObtainAuthToken, "50,000 nested [", b"[" * 50_000),
@@ -77,7 +82,7 @@ def answer(view_class: type[APIView], parser: type, body: bytes) -> str:
 
 def main() -> None:
     call_command("migrate", verbosity=0)
-    User.objects.create_user("demo", password="demo-pass-123")
+    User.objects.create_user("demo", password=PASSWORD)
     for parser in (JSONParser, SafeJSONParser):
         print(f"with {parser.__module__}.{parser.__name__}")
         for view_name, view_class, label, body in CASES:

@@ -38,6 +38,7 @@ pytestmark = [pytest.mark.live, pytest.mark.redis]
 class Cluster:
     process: ClusterProcess
     token: str
+    password: str
     nginx_port: int
     web_ports: tuple[int, int]
 
@@ -63,7 +64,11 @@ def cluster(redis_url: str) -> Iterator[Cluster]:
         ).start()
         try:
             token = process.wait_for(r"token: (\w+)", seconds=180)[1]
-            yield Cluster(process, token, nginx_port, web_ports)
+            # The demo password is random and kept in the var directory, never printed.
+            password_file = Path(var) / "demo-password"
+            process.wait_for(rf"login: demo / password in {re.escape(str(password_file))}$")
+            password = password_file.read_text().strip()
+            yield Cluster(process, token, password, nginx_port, web_ports)
         finally:
             pids = process.pids()
             code = process.terminate()
@@ -153,6 +158,14 @@ async def test_healthz_and_rest_quotes_answer_through_nginx(cluster):
     assert [q["symbol"] for q in json.loads(body)] == ["AAPL", "EUR/USD"]
 
 
+def test_the_banner_names_the_password_file_and_keeps_the_token_out_of_urls(cluster):
+    banner = [line for line in cluster.process.lines if re.match(r"\s*cluster \|", line)]
+    assert not [line for line in banner if cluster.password in line], "password printed"
+    hint = next(line for line in banner if "try: websocat" in line)
+    assert f"-H 'Authorization: Token {cluster.token}'" in hint
+    assert "?token=" not in hint
+
+
 def test_a_browser_login_through_nginx_passes_the_csrf_origin_check(cluster):
     """Host is passed with its port ($http_host): Django compares Origin with scheme://Host."""
     jar = http.cookiejar.CookieJar()
@@ -162,7 +175,7 @@ def test_a_browser_login_through_nginx_passes_the_csrf_origin_check(cluster):
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html)
     assert csrf, html
     form = urllib.parse.urlencode(
-        {"username": "demo", "password": "demo-pass-123", "csrfmiddlewaretoken": csrf[1]}
+        {"username": "demo", "password": cluster.password, "csrfmiddlewaretoken": csrf[1]}
     ).encode()
     request = urllib.request.Request(
         f"{cluster.url}/accounts/login/", data=form, headers={"Origin": cluster.url}
