@@ -72,18 +72,40 @@ def env_redis_url(name: str) -> str | None:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return None
+    problem = _redis_url_problem(raw)
+    if problem:
+        raise ImproperlyConfigured(f"{name}={raw!r}: {problem}")
+    return raw
+
+
+def env_redis_urls(name: str) -> list[str]:
+    """Return a comma-separated list of distinct, validated Redis URLs; [] when unset or empty.
+
+    A bad entry is named by its position: ``REDIS_LAYER_URLS: entry 2 'redis//b': ...``.
+    """
+    raw = os.environ.get(name, "")
+    urls = [item.strip() for item in raw.split(",") if item.strip()]
+    for number, url in enumerate(urls, 1):
+        problem = _redis_url_problem(url)
+        if problem:
+            raise ImproperlyConfigured(f"{name}: entry {number} {url!r}: {problem}")
+        if url in urls[: number - 1]:
+            raise ImproperlyConfigured(f"{name}: entry {number} {url!r} is listed twice")
+    return urls
+
+
+def _redis_url_problem(raw: str) -> str | None:
+    """What is wrong with a Redis URL, or None."""
     parts = urlsplit(raw)
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ImproperlyConfigured(
-            f"{name}={raw!r}: expected redis://HOST:PORT/DB, rediss://... or unix://PATH"
-        )
+        return "expected redis://HOST:PORT/DB, rediss://... or unix://PATH"
     try:
         _ = parts.port  # reading it checks it
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r}: the port is not a number in 1-65535") from None
+        return "the port is not a number in 1-65535"
     if parts.scheme != "unix" and not parts.hostname:
-        raise ImproperlyConfigured(f"{name}={raw!r}: no host in the URL")
-    return raw
+        return "no host in the URL"
+    return None
 
 
 def _check_range(

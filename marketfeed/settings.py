@@ -16,7 +16,15 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from marketfeed.env import env_bool, env_float, env_int, env_list, env_redis_url, env_str
+from marketfeed.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_redis_url,
+    env_redis_urls,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MARKETFEED_VAR_DIR", str(BASE_DIR / "var")))
@@ -141,15 +149,28 @@ REDIS_URL = env_redis_url("REDIS_URL")
 REDIS_LAYER = env_str("REDIS_LAYER", "pubsub").strip().lower()
 if REDIS_LAYER not in ("pubsub", "core"):
     raise ImproperlyConfigured(f"REDIS_LAYER={REDIS_LAYER!r}: expected pubsub or core")
+# The layer over several Redis servers (docs/DEPLOY.md "Sharding the bus"):
+# channels-redis hashes each group and channel name to one of them. The quote
+# store, the ticker lease and the cache stay on REDIS_URL. Every process must
+# list the same URLs in the same order.
+_layer_urls = env_redis_urls("REDIS_LAYER_URLS")
+if _layer_urls and not REDIS_URL:
+    raise ImproperlyConfigured(
+        "REDIS_LAYER_URLS: set REDIS_URL as well (the quote store and the ticker lease live there)"
+    )
+REDIS_LAYER_URLS = _layer_urls or ([REDIS_URL] if REDIS_URL else [])
 if REDIS_URL:
     # redis-py 8 defaults to a 5 s socket timeout, equal to the layers' blocking
     # read timeout, and caps a pool at 100 connections (docs/STACK.md, "Redis timeouts").
     _redis_host = {"address": REDIS_URL, "socket_timeout": None, "max_connections": 1000}
+    _layer_hosts = [
+        {"address": url, "socket_timeout": None, "max_connections": 1000} for url in _layer_urls
+    ] or [_redis_host]
     if REDIS_LAYER == "pubsub":
         CHANNEL_LAYERS = {
             "default": {
                 "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": [_redis_host]},
+                "CONFIG": {"hosts": _layer_hosts},
             }
         }
     else:
@@ -158,7 +179,7 @@ if REDIS_URL:
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
                 # One member per server process (the hub) takes every quote the
                 # process needs, so its queue is deep, and short-lived.
-                "CONFIG": {"hosts": [_redis_host], "capacity": 10_000, "expiry": 10},
+                "CONFIG": {"hosts": _layer_hosts, "capacity": 10_000, "expiry": 10},
             }
         }
 else:

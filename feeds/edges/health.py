@@ -47,6 +47,9 @@ CHECK_TIMEOUT_S = 2.0
 # backend (Redis PUBLISH / a script) that leaves nothing behind, unlike a send
 # to a throwaway channel, which sits in the layer until it expires.
 HEALTH_GROUP = "feed.healthz"
+# A layer sharded over several Redis servers (REDIS_LAYER_URLS) gets one such
+# send per server, so that any one of them being down fails the check.
+PROBE_ATTEMPTS_PER_SHARD = 100
 
 OK = "ok"
 UNAVAILABLE = "unavailable"
@@ -66,7 +69,46 @@ async def check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer is configured")
-    await layer.group_send(HEALTH_GROUP, events.health_check())
+    groups = probe_groups(layer)
+    await asyncio.gather(*(layer.group_send(group, events.health_check()) for group in groups))
+
+
+def probe_groups(layer: Any) -> list[str]:
+    """Names of groups nobody joins, one on each Redis of the layer, by the layer's own hashing.
+
+    channels-redis hashes a group's name (``RedisChannelLayer``) or the name
+    of its Redis channel (``RedisPubSubChannelLayer``) to one of its hosts; a
+    layer of one host, or no Redis at all, gets ``HEALTH_GROUP`` alone.
+    """
+    sharding = _sharding(layer)
+    if sharding is None:
+        return [HEALTH_GROUP]
+    size, shard_of = sharding
+    found: dict[int, str] = {}
+    for n in range(size * PROBE_ATTEMPTS_PER_SHARD):
+        name = HEALTH_GROUP if n == 0 else f"{HEALTH_GROUP}.{n}"
+        found.setdefault(shard_of(name), name)
+        if len(found) == size:
+            break
+    return list(found.values())
+
+
+def _sharding(layer: Any) -> tuple[int, Callable[[str], int]] | None:
+    """``(number of hosts, group name -> host index)`` of a channels-redis layer, else None."""
+    ring_size = getattr(layer, "ring_size", None)
+    if isinstance(ring_size, int) and callable(getattr(layer, "consistent_hash", None)):
+        return ring_size, layer.consistent_hash  # RedisChannelLayer
+    if callable(getattr(type(layer), "_get_layer", None)):
+        # RedisPubSubChannelLayer: one layer per event loop, one connection per host.
+        loop_layer = layer._get_layer()
+        shards = loop_layer._shards
+
+        def shard_of(group: str) -> int:
+            shard = loop_layer._get_shard(loop_layer._get_group_channel_name(group))
+            return int(shards.index(shard))
+
+        return len(shards), shard_of
+    return None
 
 
 async def check_store() -> None:
