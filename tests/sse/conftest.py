@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults.conftest import Feed, base_env, daphne, feed_server, set_quote_rates  # noqa: F401
+from tests.consumer.conftest import instruments, ticker, user  # noqa: F401 (fixtures, test_asgi)
+from tests.faults.conftest import Feed, base_env, daphne, feed_server, set_quote_rates  # noqa: F401 (feed_server: a fixture)
+from tests.redis.conftest import private_redis  # noqa: F401 (fixture, test_session_live)
 from tests.servers import free_port, manage
 
 LIMIT = 3  # connections per user on the SSE test server

@@ -12,7 +12,6 @@ from channels.testing import ApplicationCommunicator
 
 from feeds.auth import revoked_event
 from feeds.core.groups import SERVERS_CONTROL_GROUP
-from tests.consumer.conftest import instruments, ticker, user  # noqa: F401 (fixtures)
 from tests.schema import check_message
 from tests.timeouts import timeout
 
@@ -119,7 +118,8 @@ async def test_a_halted_symbol_starts_with_a_halted_status(sse, user, ticker, in
     await deactivate("BTC-USD", False)
     client = await sse(f"symbols=BTC-USD&token={user.token}")
     assert (await client.start())[0] == 200
-    assert await client.until("status") == {"type": "status", "symbol": "BTC-USD", "state": "halted"}
+    halted = {"type": "status", "symbol": "BTC-USD", "state": "halted"}
+    assert await client.until("status") == halted
 
 
 async def test_the_connection_limit_is_a_429_and_frees_on_disconnect(sse, user, ticker, settings):
@@ -134,14 +134,17 @@ async def test_the_connection_limit_is_a_429_and_frees_on_disconnect(sse, user, 
     assert (await third.start())[0] == 200
 
 
-async def test_entitlements_refuse_with_403_and_a_revocation_drops_the_symbol(sse, user, ticker, settings):
+async def test_entitlements_refuse_with_403_and_a_revocation_drops_the_symbol(
+    sse, user, ticker, settings
+):
     from feeds.models import Entitlement
 
     settings.FEED_ENTITLEMENTS = True
     refused = await sse(f"symbols=AAPL,BTC-USD&token={user.token}")
     assert (await refused.start())[0] == 403
     body = json.loads((await refused.app.receive_output(timeout(5)))["body"])
-    assert body["code"] == "not_entitled" and body["symbols"] == ["AAPL", "BTC-USD"]
+    assert body["code"] == "not_entitled"
+    assert body["symbols"] == ["AAPL", "BTC-USD"]
 
     grant = await sync_to_async(Entitlement.objects.create)(user=user, asset_class="equity")
     await ticker.advance(1.0)
@@ -151,7 +154,9 @@ async def test_entitlements_refuse_with_403_and_a_revocation_drops_the_symbol(ss
     await sync_to_async(grant.delete)()  # broadcast on commit
     assert await client.until("status") == {"type": "status", "symbol": "AAPL", "state": "revoked"}
     assert await client.until("status") == {"type": "status", "symbol": "MSFT", "state": "revoked"}
-    assert await ticker.advance(1.0) and await ticker.advance(1.0)  # quotes of both were published
+    # quotes of both were published
+    assert await ticker.advance(1.0)
+    assert await ticker.advance(1.0)
     await client.app.send_input({"type": "http.disconnect"})
     rest = []
     while (name := (await client.next())[0]) != "end":
@@ -159,14 +164,18 @@ async def test_entitlements_refuse_with_403_and_a_revocation_drops_the_symbol(ss
     assert "quote" not in rest  # no quote of a revoked symbol follows its status
 
 
-async def test_unknown_symbols_are_named_before_the_symbol_limit_applies(sse, user, ticker, settings):
+async def test_unknown_symbols_are_named_before_the_symbol_limit_applies(
+    sse, user, ticker, settings
+):
     settings.FEED_MAX_SYMBOLS = 2
     unknown = await sse(f"symbols=AAPL,MSFT,NOPE&token={user.token}")
     assert (await unknown.start())[0] == 400
-    assert json.loads((await unknown.app.receive_output(timeout(5)))["body"])["code"] == "unknown_symbol"
+    body = json.loads((await unknown.app.receive_output(timeout(5)))["body"])
+    assert body["code"] == "unknown_symbol"
     over = await sse(f"symbols=AAPL,MSFT,BTC-USD&token={user.token}")
     assert (await over.start())[0] == 400
-    assert json.loads((await over.app.receive_output(timeout(5)))["body"])["code"] == "too_many_symbols"
+    body = json.loads((await over.app.receive_output(timeout(5)))["body"])
+    assert body["code"] == "too_many_symbols"
 
 
 async def test_a_ticket_admits_one_stream_once(sse, user, ticker):

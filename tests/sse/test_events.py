@@ -1,4 +1,7 @@
-"""The pure part of the SSE stream (feeds/core/eventstream.py, feeds/deliver/resume.py): query parameters, Last-Event-ID, events, resume by time."""
+"""The pure part of the SSE stream: query parameters, Last-Event-ID, events, resume by time.
+
+In feeds/core/eventstream.py and feeds/deliver/resume.py.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,17 @@ from feeds.deliver.resume import LastEventId, parse_last_event_id, quote_ts, res
 
 def quote(symbol: str, seq: int, ts: int) -> str:
     return protocol.encode_quote(
-        Quote(symbol=symbol, bid=1.0, ask=1.1, bid_size=1, ask_size=1, last=1.05, last_size=1, volume=9, ts=ts),
+        Quote(
+            symbol=symbol,
+            bid=1.0,
+            ask=1.1,
+            bid_size=1,
+            ask_size=1,
+            last=1.05,
+            last_size=1,
+            volume=9,
+            ts=ts,
+        ),
         seq,
     )
 
@@ -100,7 +113,8 @@ RING = [quote("B", seq, ts) for seq, ts in ((10, 100), (11, 200), (12, 200 + 1),
 @pytest.mark.parametrize(
     ("cutoff", "first_seq"),
     [
-        (200, 11),  # the newest at or before the cutoff: the client may have it, a duplicate at most
+        # The newest at or before the cutoff: the client may have it, a duplicate at most.
+        (200, 11),
         (250, 12),
         (300, 13),
         (999, 13),  # quiet since: its last quote again

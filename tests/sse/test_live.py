@@ -38,7 +38,9 @@ async def stream(feed, query: str, headers: dict[str, str] | None = None) -> Asy
                 await reader.aclose()
 
 
-async def take(reader: Reader, count: int, kinds: tuple[str, ...] = ("quote", "snapshot")) -> list[Event]:
+async def take(
+    reader: Reader, count: int, kinds: tuple[str, ...] = ("quote", "snapshot")
+) -> list[Event]:
     """The next ``count`` events of ``kinds`` (others skipped), within a generous timeout."""
     return await reader.take(count, kinds, timeout(20))
 
@@ -62,7 +64,8 @@ async def test_a_stream_is_a_snapshot_then_quotes_with_rising_seqs_and_symbol_se
         if msg["symbol"] not in last:
             assert msg["type"] == "snapshot"
         else:
-            assert msg["type"] == "quote" and msg["seq"] == last[msg["symbol"]] + 1
+            assert msg["type"] == "quote"
+            assert msg["seq"] == last[msg["symbol"]] + 1
         last[msg["symbol"]] = msg["seq"]
     assert set(last) == {"AAPL", "MSFT"}
 
@@ -84,7 +87,9 @@ async def test_a_quiet_symbol_gets_heartbeats(sse_feed):
         ("symbols=AAPL", {"Origin": "https://evil.example"}, 403, None),
     ],
 )
-async def test_bad_requests_are_refused_with_a_json_detail_before_streaming(sse_feed, query, headers, status, code):
+async def test_bad_requests_are_refused_with_a_json_detail_before_streaming(
+    sse_feed, query, headers, status, code
+):
     async with httpx.AsyncClient(timeout=timeout(10)) as client:
         sent = {"Authorization": f"Token {sse_feed.token}", **headers}
         if not sent["Authorization"]:
@@ -113,15 +118,15 @@ async def test_a_query_token_authenticates_too(sse_feed):
 async def test_streams_count_against_the_user_limit_and_a_closed_one_is_released(sse_feed):
     baseline = (await asyncio.to_thread(sse_feed.stats))["connections"]
     async with httpx.AsyncClient(timeout=timeout(10)) as client:
+        url = f"{sse_feed.server.url}/sse/quotes/?symbols=AAPL"
+        auth = {"Authorization": f"Token {sse_feed.token}"}
         opened = []
         try:
             for _ in range(LIMIT):
-                opened.append(r := await client.send(
-                    client.build_request("GET", f"{sse_feed.server.url}/sse/quotes/?symbols=AAPL",
-                                         headers={"Authorization": f"Token {sse_feed.token}"}), stream=True))
+                request = client.build_request("GET", url, headers=auth)
+                opened.append(r := await client.send(request, stream=True))
                 assert r.status_code == 200
-            over = await client.get(f"{sse_feed.server.url}/sse/quotes/?symbols=AAPL",
-                                    headers={"Authorization": f"Token {sse_feed.token}"})
+            over = await client.get(url, headers=auth)
             assert over.status_code == 429
             assert over.json()["code"] == "too_many_connections"
         finally:
@@ -184,6 +189,11 @@ async def test_a_last_event_id_the_ring_cannot_serve_gets_a_snapshot(sse_feed):
     assert first.event == "snapshot"
 
 
+def counts_conflation(feed) -> bool:
+    """Whether the server has counted a replaced quote (GET /metrics)."""
+    return bool(sample(scrape(feed.server.url, feed.token), "marketfeed_quotes_conflated_total"))
+
+
 async def test_a_reader_that_stalls_is_conflated_not_buffered(feed_server):
     feed = feed_server(
         env_extra={"FEED_WRITE_BUFFER_BYTES": "1024", "FEED_SOCKET_BUFFER_BYTES": "4096"},
@@ -202,15 +212,16 @@ async def test_a_reader_that_stalls_is_conflated_not_buffered(feed_server):
     reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
     try:
         writer.write(
-            f"GET /sse/quotes/?symbols=*&token={feed.token} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+            f"GET /sse/quotes/?symbols=*&token={feed.token} HTTP/1.1\r\n"
+            "Host: 127.0.0.1\r\n\r\n".encode()
         )
         await writer.drain()
         # Not reading: the server holds the newest quote per symbol once Twisted's buffer is full.
         # Conflation has begun once the server counts a replaced quote (GET /metrics).
         async with asyncio.timeout(timeout(30)):
-            while not sample(await asyncio.to_thread(scrape, feed.server.url, feed.token),
-                             "marketfeed_quotes_conflated_total"):
-                await asyncio.sleep(0.1)  # polling the server's own figures
+            # Polling the server's own figures: another process, no event to await.
+            while not await asyncio.to_thread(counts_conflation, feed):  # noqa: ASYNC110 (another process)
+                await asyncio.sleep(0.1)
         stats = await asyncio.to_thread(feed.stats)
         assert 0 < stats["outbox_pending_max"] <= 200  # bounded by the symbols, not by time
         data = b""

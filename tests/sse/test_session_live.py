@@ -19,7 +19,6 @@ import pytest
 import redis
 
 from tests.redis.cluster import cluster_env, running_cluster
-from tests.redis.conftest import private_redis  # noqa: F401 - the fixture
 from tests.servers import Server, manage
 from tests.sse.client import Event, events
 from tests.timeouts import timeout
@@ -120,7 +119,9 @@ async def test_a_user_disabled_elsewhere_ends_the_stream_with_unauthorized(feed_
 
 
 @pytest.mark.redis
-async def test_when_numbering_restarts_the_stream_gets_fresh_snapshots_first(private_redis, tmp_path):
+async def test_when_numbering_restarts_the_stream_gets_fresh_snapshots_first(
+    private_redis, tmp_path
+):
     env = cluster_env(private_redis.url, tmp_path, FEED_LEASE_S="1.0")
     with running_cluster(env, servers=1) as (token, ticker, (server,)):
         async with stream(server.url, token, "symbols=AAPL,MSFT") as received:
