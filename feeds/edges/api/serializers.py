@@ -75,7 +75,3 @@ class TokenInputSerializer(serializers.Serializer):
 
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
-
-
-class TokenOutputSerializer(serializers.Serializer):
-    token = serializers.CharField()
