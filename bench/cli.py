@@ -39,7 +39,8 @@ HELP = {
     "mix200": "200 clients x 10 of 100 symbols, 20,000 deliveries/s",
     "mix1000": "1,000 clients x 5 of 50 symbols, 50,000 deliveries/s",
     "overload": "far beyond capacity: conflation or backlog?",
-    "layers": "embedded vs redis-pubsub vs redis-core vs two daphnes on redis-pubsub, same points",
+    "layers": "embedded vs redis-pubsub vs redis-core vs two daphnes on redis-pubsub, "
+    "on one Redis and sharded over two, same points",
     "idle": "RSS per idle authenticated connection",
     "storm": "many authenticated handshakes at once",
     "admin": "halt/resume through the services: time until every subscriber knows",
@@ -140,7 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--servers",
                 type=server_list,
-                default=["embedded", "redis-pubsub", "redis-core", "redis-pubsub-2"],
+                default=[
+                    "embedded",
+                    "redis-pubsub",
+                    "redis-core",
+                    "redis-pubsub-2",
+                    "redis-pubsub-2-shards",
+                ],
             )
         else:
             p.add_argument("--server", choices=SERVERS, default="embedded")

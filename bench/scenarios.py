@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.point import PointSpec, max_sustained, measure, sustained
 from bench.results import say
-from bench.servers import deployment
+from bench.servers import daphne_count, deployment
 
 # A client that wants quotes, not history, keeps its receive buffer small: with
 # the kernel's autotuning, a client that cannot keep up holds seconds of quotes
@@ -97,7 +97,7 @@ def both(
 
 
 def two_servers(server: str) -> bool:
-    return server.endswith("-2")
+    return daphne_count(server) == 2
 
 
 def capacity_summary(runs: dict[str, list[dict[str, Any]]]) -> Summary:

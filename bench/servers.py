@@ -6,6 +6,9 @@
   one daphne; ``REDIS_LAYER`` selects the channels-redis layer.
 - ``redis-pubsub-2`` / ``redis-core-2``: the same with two daphne processes;
   the scenario splits clients across them.
+- ``redis-pubsub-2-shards`` / ``redis-core-2-shards``: two daphne processes and
+  the layer over two private redis-servers (``REDIS_LAYER_URLS``); the quote
+  store and the ticker lease on the first, as ``REDIS_URL``.
 - ``reference``: bench/reference.py.
 
 Each deployment owns a temporary ``MARKETFEED_VAR_DIR`` (its own SQLite
@@ -35,7 +38,15 @@ from bench.djangoctl import symbol_names
 from bench.reference import READY_LINE
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVERS = ("embedded", "redis-pubsub", "redis-core", "redis-pubsub-2", "redis-core-2")
+SERVERS = (
+    "embedded",
+    "redis-pubsub",
+    "redis-core",
+    "redis-pubsub-2",
+    "redis-core-2",
+    "redis-pubsub-2-shards",
+    "redis-core-2-shards",
+)
 START_TIMEOUT_S = 60.0
 PROBE_TIMEOUT_S = 30.0
 REFERENCE_TOKEN = "reference-bench-token"
@@ -55,7 +66,8 @@ class Load:
 
 
 def base_env(var_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    unset = ("DATABASE_URL", "REDIS_URL", "REDIS_LAYER_URLS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         MARKETFEED_VAR_DIR=str(var_dir),
         DJANGO_SETTINGS_MODULE="marketfeed.settings",
@@ -66,6 +78,11 @@ def base_env(var_dir: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def daphne_count(server: str) -> int:
+    """The daphne processes of a deployment: two for ``...-2`` and ``...-2-shards``."""
+    return 2 if server.removesuffix("-shards").endswith("-2") else 1
 
 
 def probe(url: str, symbol: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -153,7 +170,7 @@ class Deployment:
 
     def down(self) -> None:
         for role in list(self.running):
-            if role != "redis-server":
+            if not role.startswith("redis-server"):
                 procs.stop(self.running.pop(role))
 
     def close(self) -> None:
@@ -178,7 +195,8 @@ class FeedDeployment(Deployment):
         super().__init__(pin=pin)
         self.redis_layer = "core" if server.startswith("redis-core") else "pubsub"
         self.redis = server.startswith("redis-")
-        self.daphnes = 2 if server.endswith("-2") else 1
+        self.shards = 2 if server.endswith("-shards") else 1
+        self.daphnes = daphne_count(server)
         self.backlog = backlog  # None: daphne's -b/-p, i.e. Twisted's listen backlog of 50
         self.env = base_env(self.dir / "var")
         self.helper: Helper | None = None
@@ -187,9 +205,16 @@ class FeedDeployment(Deployment):
             self._start_redis()
 
     def _start_redis(self) -> None:
+        urls = [self._start_one_redis(i) for i in range(self.shards)]
+        self.env.update(REDIS_URL=urls[0], REDIS_LAYER=self.redis_layer)
+        if self.shards > 1:
+            self.env.update(REDIS_LAYER_URLS=",".join(urls))
+
+    def _start_one_redis(self, index: int) -> str:
+        role = "redis-server" if index == 0 else f"redis-server{index + 1}"
         port = procs.free_port()
         self.start(
-            "redis-server",
+            role,
             [
                 "/usr/bin/redis-server",
                 "--port",
@@ -207,8 +232,8 @@ class FeedDeployment(Deployment):
             ],
             self.env,
         )
-        self.wait_log("redis-server", "Ready to accept connections")
-        self.env.update(REDIS_URL=f"redis://127.0.0.1:{port}/0", REDIS_LAYER=self.redis_layer)
+        self.wait_log(role, "Ready to accept connections")
+        return f"redis://127.0.0.1:{port}/0"
 
     def up(self, load: Load) -> None:
         env = dict(self.env, FEED_BATCH_FRAMES="1" if load.batch else "0")
