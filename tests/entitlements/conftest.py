@@ -8,6 +8,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from feeds.models import Entitlement, Instrument
+from tests.browser.conftest import chromium, context  # noqa: F401 (fixtures, test_browser)
 from tests.consumer.conftest import (  # noqa: F401 - fixtures
     Clock,
     alice,
@@ -15,6 +16,7 @@ from tests.consumer.conftest import (  # noqa: F401 - fixtures
     make_user,
     ticker,
 )
+from tests.redis.conftest import redis_url  # noqa: F401 (fixture, test_live)
 
 # symbol, exchange, asset class, tick size, reference price
 INSTRUMENTS = [

@@ -48,7 +48,13 @@ def add(http: Client, **fields: object):
         (("group",), {}, BOTH_SCOPES),
         (("user",), {"exchange": "   "}, BOTH_SCOPES),
     ],
-    ids=["user-and-group", "neither-owner", "exchange-and-asset-class", "neither-scope", "blank-exchange"],
+    ids=[
+        "user-and-group",
+        "neither-owner",
+        "exchange-and-asset-class",
+        "neither-scope",
+        "blank-exchange",
+    ],
 )
 def test_a_bad_row_is_refused_with_a_clear_message(operator, bob, desk, owners, scope, message):
     ids = {"user": bob.pk, "group": desk.pk}

@@ -18,8 +18,9 @@ def _quoted(instruments, settings):
     """Every instrument has a latest quote in a fresh store."""
     settings.STATIC_ROOT = None
     reset_store()
+    ts = 1_764_000_000_000_000
     quotes = [
-        (symbol, 1, encode_quote(Quote(symbol, 1.0, 1.1, 1, 1, 1.05, 1, 10, 1_764_000_000_000_000), 1))
+        (symbol, 1, encode_quote(Quote(symbol, 1.0, 1.1, 1, 1, 1.05, 1, 10, ts), 1))
         for symbol in instruments
     ]
     async_to_sync(get_store().save)(quotes)
@@ -46,11 +47,14 @@ def test_the_instrument_list_leaves_out_what_the_user_may_not_see(api):
     assert listed(api, "/api/instruments/?search=j") == []
 
 
-@pytest.mark.parametrize("url", ["/api/instruments/JPM/", "/api/quotes/JPM/", "/api/quotes/btc-usd/"])
+@pytest.mark.parametrize(
+    "url", ["/api/instruments/JPM/", "/api/quotes/JPM/", "/api/quotes/btc-usd/"]
+)
 def test_a_detail_url_of_a_hidden_instrument_is_404_like_an_unknown_one(api, url):
     response = api.get(url)
     assert response.status_code == 404
-    assert api.get(url.replace("JPM", "NOPE").replace("btc-usd", "nope")).json().keys() == response.json().keys()
+    unknown = api.get(url.replace("JPM", "NOPE").replace("btc-usd", "nope"))
+    assert unknown.json().keys() == response.json().keys()
 
 
 def test_a_visible_instrument_detail_is_200(api):

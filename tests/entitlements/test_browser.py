@@ -7,7 +7,6 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import chromium, context  # noqa: F401 - fixtures
 from tests.browser.test_ticker_page import row, shown_symbols, wait_for_tick
 from tests.entitlements.test_live import admin_delete
 from tests.servers import Server, free_port, manage

@@ -39,9 +39,11 @@ async def test_not_entitled_wins_over_too_many_symbols(alice, settings):
 
 
 async def test_a_grant_takes_effect_on_the_next_subscribe(alice, user):
-    assert (await alice.request({"op": "subscribe", "symbols": ["JPM"], "id": 1}))["code"] == "not_entitled"
+    refused = await alice.request({"op": "subscribe", "symbols": ["JPM"], "id": 1})
+    assert refused["code"] == "not_entitled"
     await grant(user=user, exchange="XNYS")
-    assert (await alice.request({"op": "subscribe", "symbols": ["JPM"], "id": 2}))["type"] == "subscribed"
+    granted = await alice.request({"op": "subscribe", "symbols": ["JPM"], "id": 2})
+    assert granted["type"] == "subscribed"
 
 
 async def test_with_entitlements_off_everything_is_allowed(alice, settings):
@@ -56,7 +58,7 @@ async def quotes_of(client, ticker, symbol: str, *, rounds: int = 40) -> list[di
     for _ in range(rounds):
         await ticker.advance(1.0)
         await client.send({"op": "ping", "id": "p"})
-        msg, before = await client.recv_until(lambda m: m.get("id") == "p")
+        _, before = await client.recv_until(lambda m: m.get("id") == "p")
         seen += before
         if any(m["type"] == "quote" and m["symbol"] == symbol for m in before):
             return seen
@@ -106,7 +108,13 @@ def join_crypto_desk(user) -> Group:
         lambda user, desk: user.groups.clear(),
         lambda user, desk: desk.delete(),
     ],
-    ids=["group-removes-user", "user-leaves-group", "group-cleared", "user-groups-cleared", "group-deleted"],
+    ids=[
+        "group-removes-user",
+        "user-leaves-group",
+        "group-cleared",
+        "user-groups-cleared",
+        "group-deleted",
+    ],
 )
 async def test_leaving_a_group_revokes_what_only_the_group_granted(alice, ticker, user, leave):
     desk = await database_sync_to_async(join_crypto_desk)(user)
@@ -126,7 +134,9 @@ async def test_another_users_revocation_leaves_this_stream_alone(alice, connect,
     assert not [m for m in seen if m["type"] == "status"]
 
 
-async def test_the_periodic_recheck_revokes_when_the_broadcast_was_lost(connect, ticker, user, settings):
+async def test_the_periodic_recheck_revokes_when_the_broadcast_was_lost(
+    connect, ticker, user, settings
+):
     settings.FEED_AUTH_RECHECK_S = 0.2  # before the first connection starts the loop
     alice = await connect()
     assert (await alice.recv())["type"] == "welcome"
@@ -155,7 +165,8 @@ async def test_demoting_a_superuser_revokes_what_their_own_rows_do_not_cover(con
     await database_sync_to_async(promote)(True)
     client = await connect()
     assert (await client.recv())["type"] == "welcome"
-    assert (await client.request({"op": "subscribe", "symbols": ["JPM", "AAPL"], "id": 1}))["type"] == "subscribed"
+    reply = await client.request({"op": "subscribe", "symbols": ["JPM", "AAPL"], "id": 1})
+    assert reply["type"] == "subscribed"
     await database_sync_to_async(promote)(False)
     await assert_revoked_then_silent(client, ticker, "JPM", "AAPL")
     reply = await client.request({"op": "subscribe", "symbols": ["JPM"], "id": 2})

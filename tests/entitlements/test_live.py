@@ -18,7 +18,6 @@ import requests
 import websockets
 
 from tests.redis.cluster import cluster_env, running_cluster
-from tests.redis.conftest import redis_url  # noqa: F401 - the fixture
 from tests.schema import decode_frame
 from tests.servers import Server, free_port, manage
 from tests.timeouts import timeout
@@ -49,10 +48,15 @@ async def subscribed_and_quoting(ws, symbols: list[str], quoting: str) -> None:
 
 
 async def revoked_at(ws, symbol: str, *, quiet_s: float = 2.0) -> float:
-    """When the ``status`` ``revoked`` of ``symbol`` arrived; then ``quiet_s`` with no message of it."""
+    """When the ``status`` ``revoked`` of ``symbol`` arrived.
+
+    Then ``quiet_s`` must pass with no message of it.
+    """
     while True:  # its quotes flow until the revocation lands
         msgs = decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))
-        revoked = [i for i, m in enumerate(msgs) if m.get("symbol") == symbol and m["type"] == "status"]
+        revoked = [
+            i for i, m in enumerate(msgs) if m.get("symbol") == symbol and m["type"] == "status"
+        ]
         if revoked:
             arrived = time.time()
             assert msgs[revoked[0]] == {"type": "status", "symbol": symbol, "state": "revoked"}
@@ -64,7 +68,8 @@ async def revoked_at(ws, symbol: str, *, quiet_s: float = 2.0) -> float:
             after += decode_frame(await asyncio.wait_for(ws.recv(), left))
         except TimeoutError:
             break
-    assert not [m for m in after if m.get("symbol") == symbol], "a message of it after the revocation"
+    late = [m for m in after if m.get("symbol") == symbol]
+    assert not late, "a message of it after the revocation"
     return arrived
 
 
@@ -72,23 +77,42 @@ async def revoked_at(ws, symbol: str, *, quiet_s: float = 2.0) -> float:
 def entitled_server(live_env, token):
     env = {**live_env, "FEED_ENTITLEMENTS": "1", "FEED_AUTH_RECHECK_S": "3600"}
     user_token = manage(env, "feeduser", "entitled-alice").strip().splitlines()[-1]
-    row = int(manage(env, "shell", "--no-imports", "-c", grant_script("entitled-alice")).split()[-1])
+    granted = manage(env, "shell", "--no-imports", "-c", grant_script("entitled-alice"))
+    row = int(granted.split()[-1])
     srv = Server(env, free_port())
     srv.start()
     yield srv, user_token, row
     srv.stop()
-    manage(env, "shell", "--no-imports", "-c", "from feeds.models import Entitlement; Entitlement.objects.filter(user__username='entitled-alice').delete()")
+    cleanup = (
+        "from feeds.models import Entitlement; "
+        "Entitlement.objects.filter(user__username='entitled-alice').delete()"
+    )
+    manage(env, "shell", "--no-imports", "-c", cleanup)
 
 
 def admin_delete(base: str, row: int) -> float:
-    """Log in as the live superuser and delete entitlement ``row`` in the admin; when it answered."""
+    """Log in as the live superuser and delete entitlement ``row`` in the admin.
+
+    Returns the time just before the delete was sent.
+    """
     http = requests.Session()
     http.get(f"{base}/admin/login/", timeout=timeout(10))
-    login = {"username": "livetester", "password": "live-pass-123", "csrfmiddlewaretoken": http.cookies["csrftoken"]}
-    assert http.post(f"{base}/admin/login/", login, headers={"Referer": base}, timeout=timeout(10)).ok
+    login = {
+        "username": "livetester",
+        "password": "live-pass-123",
+        "csrfmiddlewaretoken": http.cookies["csrftoken"],
+    }
+    referer = {"Referer": base}
+    assert http.post(f"{base}/admin/login/", login, headers=referer, timeout=timeout(10)).ok
     form = {"post": "yes", "csrfmiddlewaretoken": http.cookies["csrftoken"]}
     before = time.time()
-    response = http.post(f"{base}/admin/feeds/entitlement/{row}/delete/", form, headers={"Referer": base}, timeout=timeout(10), allow_redirects=False)
+    response = http.post(
+        f"{base}/admin/feeds/entitlement/{row}/delete/",
+        form,
+        headers=referer,
+        timeout=timeout(10),
+        allow_redirects=False,
+    )
     assert response.status_code == 302, response.text[:500]
     return before
 
@@ -107,25 +131,31 @@ async def test_an_admin_revocation_stops_the_stream_within_a_second(entitled_ser
 
 
 @pytest.mark.redis
-async def test_a_shell_revocation_stops_the_stream_on_every_server_within_a_second(redis_url, tmp_path):
+async def test_a_shell_revocation_stops_the_stream_on_every_server_within_a_second(
+    redis_url, tmp_path
+):
     env = cluster_env(redis_url, tmp_path, FEED_ENTITLEMENTS="1", FEED_AUTH_RECHECK_S="3600")
     with running_cluster(env) as (token, _ticker, servers):
-        await asyncio.to_thread(manage, env, "shell", "--no-imports", "-c", grant_script("clusteruser"))
+        grant = grant_script("clusteruser")
+        await asyncio.to_thread(manage, env, "shell", "--no-imports", "-c", grant)
         sockets = [await websockets.connect(f"{s.ws_url}?token={token}") for s in servers]
         try:
             for ws in sockets:
-                assert decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))[0]["type"] == "welcome"
+                first = decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))
+                assert first[0]["type"] == "welcome"
                 await subscribed_and_quoting(ws, ["AAPL", "EUR/USD"], "AAPL")
             delete = (
                 "import time; from feeds.models import Entitlement; "
-                "Entitlement.objects.filter(user__username='clusteruser', exchange='XNAS').delete(); "
+                "Entitlement.objects.filter(user__username='clusteruser', exchange='XNAS')"
+                ".delete(); "
                 "print(time.time())"
             )
             out = await asyncio.to_thread(manage, env, "shell", "--no-imports", "-c", delete)
             committed = float(out.split()[-1])
             arrivals = await asyncio.gather(*(revoked_at(ws, "AAPL") for ws in sockets))
             took = [t - committed for t in arrivals]
-            print(f"\ncommit to status revoked, per server: {', '.join(f'{t * 1000:.0f} ms' for t in took)}")
+            per_server = ", ".join(f"{t * 1000:.0f} ms" for t in took)
+            print(f"\ncommit to status revoked, per server: {per_server}")
             assert max(took) < timeout(DEADLINE_S)
         finally:
             for ws in sockets:

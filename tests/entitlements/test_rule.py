@@ -27,7 +27,8 @@ def bob(instruments):
 def test_with_the_setting_off_everybody_sees_everything(bob, settings):
     settings.FEED_ENTITLEMENTS = False
     assert visible_symbols_sync(bob) is None
-    assert set(visible_instruments(Instrument.objects.all(), bob).values_list("symbol", flat=True)) == EVERYTHING
+    visible = visible_instruments(Instrument.objects.all(), bob)
+    assert set(visible.values_list("symbol", flat=True)) == EVERYTHING
 
 
 def test_a_user_without_entitlements_sees_nothing(bob, entitlements_on):
@@ -83,7 +84,9 @@ def test_instrument_visible_follows_the_same_rule(bob, instruments, entitlements
     assert not instrument_visible(bob, instruments["AAPL"])
 
 
-def test_the_visible_set_is_one_query_however_many_grants(bob, entitlements_on, django_assert_num_queries):
+def test_the_visible_set_is_one_query_however_many_grants(
+    bob, entitlements_on, django_assert_num_queries
+):
     desk = Group.objects.create(name="desk")
     bob.groups.add(desk)
     for exchange in ("XNAS", "XNYS", "FXALL"):
