@@ -32,7 +32,7 @@ try:
     if settings.REDIS_URL:
         from feeds.publish.redis_store import check_reachable
 
-        check_reachable(settings.REDIS_URL)
+        check_reachable(settings.REDIS_URL, sentinel=settings.REDIS_SENTINEL)
 except ImproperlyConfigured as exc:
     # One clear line for a bad setting, not a traceback from inside the server.
     print(f"marketfeed: configuration error: {exc}", file=sys.stderr)

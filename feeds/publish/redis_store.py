@@ -17,6 +17,14 @@ latest seq (``store.missed_since``), so a reset never mixes two numberings.
 One client per event loop: REST views reach the store through
 ``async_to_sync``, which may run on a loop of its own, and a redis-py asyncio
 connection must not cross loops.
+
+Behind Sentinel (``settings.REDIS_SENTINEL``, marketfeed/redis_sentinel.py)
+the client's connections come from redis-py's ``SentinelConnectionPool``: every
+new connection asks the sentinels where the master is. A fail-over breaks the
+connections to the old master, and the command retries (``COMMAND_RETRIES``)
+reconnect through the sentinels, so the store, and the ticker's lease with it,
+move to the new master by themselves; until Sentinel has promoted one, the
+retries fail and the callers report an outage as for any Redis that is away.
 """
 
 from __future__ import annotations
@@ -24,11 +32,14 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aredis
+import redis.asyncio.sentinel
+import redis.sentinel
 from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -112,8 +123,13 @@ return 0
 
 
 class RedisStore:
-    def __init__(self, url: str, *, lease_s: float = 3.0, ring: int = DEFAULT_RING) -> None:
+    def __init__(
+        self, url: str, *, lease_s: float = 3.0, ring: int = DEFAULT_RING,
+        sentinel: Mapping[str, Any] | None = None,
+    ) -> None:
         self.url = url
+        # The Sentinel entry from settings (REDIS_SENTINEL): the master is found through it.
+        self.sentinel = dict(sentinel) if sentinel else None
         self.ring = ring
         # A save that finds the lease gone (Redis restarted empty) re-takes it this long.
         self.lease_ms = int(lease_s * 1000)
@@ -127,11 +143,20 @@ class RedisStore:
         if client is None:
             # socket_timeout None: redis-py 8's default (5 s) breaks blocking reads
             # (docs/STACK.md, "Redis timeouts").
-            client = aredis.Redis.from_url(
-                self.url, decode_responses=True, socket_timeout=None, socket_connect_timeout=5,
+            options: dict[str, Any] = dict(
+                decode_responses=True, socket_timeout=None, socket_connect_timeout=5,
                 health_check_interval=30, max_connections=1000,
                 retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), COMMAND_RETRIES),
             )
+            if self.sentinel is None:
+                client = aredis.Redis.from_url(self.url, **options)
+            else:
+                sentinels, name, sentinel_kwargs, connection = _sentinel_parts(self.sentinel)
+                manager = redis.asyncio.sentinel.Sentinel(
+                    sentinels, sentinel_kwargs=sentinel_kwargs
+                )
+                # A SentinelConnectionPool: each (re)connection asks the sentinels for the master.
+                client = manager.master_for(name, **connection, **options)
             self._clients[loop] = client
         return client
 
@@ -221,7 +246,10 @@ class RedisStore:
         """Close this loop's connections (at shutdown, and between tests)."""
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
+            manager = getattr(client.connection_pool, "sentinel_manager", None)
             await client.aclose()
+            if manager is not None:  # its connections to the sentinels
+                await manager.aclose()
 
 
 def _ring_key(symbol: str) -> str:
@@ -234,8 +262,17 @@ def _seq_and_text(value: str) -> tuple[int, str]:
     return int(seq), text
 
 
-def check_reachable(url: str, *, timeout_s: float = 3.0) -> None:
-    """Raise ``ImproperlyConfigured`` with one clear line unless Redis answers at ``url``."""
+def check_reachable(
+    url: str, *, timeout_s: float = 3.0, sentinel: Mapping[str, Any] | None = None
+) -> None:
+    """Raise ``ImproperlyConfigured`` with one clear line unless Redis answers at ``url``.
+
+    With ``sentinel`` (settings.REDIS_SENTINEL) the sentinels must name a master
+    and that master must answer.
+    """
+    if sentinel:
+        _check_sentinel_master(sentinel, timeout_s)
+        return
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
     try:
         client.ping()
@@ -245,6 +282,75 @@ def check_reachable(url: str, *, timeout_s: float = 3.0) -> None:
         ) from None
     finally:
         client.close()
+
+
+def _check_sentinel_master(sentinel: Mapping[str, Any], timeout_s: float) -> None:
+    sentinels, name, sentinel_kwargs, connection = _sentinel_parts(sentinel)
+    named = "REDIS_SENTINELS=" + ",".join(_host_port(host, port) for host, port in sentinels)
+    manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+    try:
+        # Sentinel by sentinel (discover_master's error is a page of repr()s): why each failed.
+        problems: list[str] = []
+        for (host, port), asked in zip(sentinels, manager.sentinels, strict=True):
+            where = _host_port(host, port)
+            try:
+                state = asked.sentinel_masters().get(name)
+            except redis.RedisError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            if state is None:
+                problems.append(f"{where}: monitors no master named {name!r}")
+            elif not manager.check_master_state(state, name):
+                problems.append(f"{where}: says the master is down")
+            else:
+                host, port = state["ip"], state["port"]
+                break
+        else:
+            raise ImproperlyConfigured(f"{named}: no master {name!r} ({'; '.join(problems)})")
+        client = manager.master_for(
+            name, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, **connection
+        )
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise ImproperlyConfigured(
+                f"{named}: the master {name!r} at {_host_port(host, port)} does not answer ({exc})"
+            ) from None
+        finally:
+            client.close()
+    finally:
+        for sentinel_client in manager.sentinels:
+            sentinel_client.close()
+
+
+def _sentinel_parts(
+    sentinel: Mapping[str, Any],
+) -> tuple[list[tuple[str, int]], str, dict[str, Any] | None, dict[str, Any]]:
+    """``(sentinels, master name, sentinel_kwargs, the master's connection options)``."""
+    connection = dict(sentinel)
+    sentinels = [tuple(address) for address in connection.pop("sentinels")]
+    name = connection.pop("master_name")
+    sentinel_kwargs = connection.pop("sentinel_kwargs", None)
+    return sentinels, name, sentinel_kwargs, connection  # type: ignore[return-value]
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class SentinelCachePool(redis.sentinel.SentinelConnectionPool):
+    """Django's Redis cache on the master Sentinel names (CACHES' ``pool_class`` option).
+
+    Django builds its pool with ``pool_class.from_url(LOCATION, **OPTIONS)``;
+    OPTIONS carry the Sentinel entry, and LOCATION (settings' REDIS_URL, the
+    master's name) is not an address, so it is not read.
+    """
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SentinelCachePool:  # type: ignore[override]
+        sentinels, name, sentinel_kwargs, connection = _sentinel_parts(options)
+        manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+        return cls(name, manager, **connection)
 
 
 def safe_url(url: str) -> str:

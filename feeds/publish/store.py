@@ -187,7 +187,8 @@ def get_store() -> QuoteStore:
             from feeds.publish.redis_store import RedisStore
 
             _store = RedisStore(
-                settings.REDIS_URL, lease_s=settings.FEED_LEASE_S, ring=settings.FEED_RESUME_RING
+                settings.REDIS_URL, lease_s=settings.FEED_LEASE_S, ring=settings.FEED_RESUME_RING,
+                sentinel=settings.REDIS_SENTINEL,
             )
         else:
             _store = MemoryStore(ring=settings.FEED_RESUME_RING)

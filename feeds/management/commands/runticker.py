@@ -45,10 +45,10 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         if not settings.REDIS_URL:
             raise CommandError(
-                "runticker publishes through Redis: set REDIS_URL (the embedded default "
-                "already runs a ticker inside the server process)"
+                "runticker publishes through Redis: set REDIS_URL or REDIS_SENTINELS (the "
+                "embedded default already runs a ticker inside the server process)"
             )
-        check_reachable(settings.REDIS_URL)  # one clear line if it is not there
+        check_reachable(settings.REDIS_URL, sentinel=settings.REDIS_SENTINEL)  # one clear line
         freeze_startup_objects()
         asyncio.run(self._run(options["metrics_port"], str(options["metrics_addr"])))
 
