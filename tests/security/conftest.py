@@ -12,6 +12,7 @@ from tests.consumer.conftest import (  # noqa: F401 - fixtures, re-exported for 
     ticker,
     user,
 )
+from tests.redis.conftest import redis_url  # noqa: F401 (fixture, the *_cluster tests)
 
 
 @pytest.fixture(autouse=True)

@@ -74,4 +74,5 @@ def test_no_input_makes_the_api_fail(case, token):
     case.validate_response(response, checks=[not_a_server_error])
     if 400 <= response.status_code < 500:
         body = response.json()
-        assert isinstance(body, dict) and isinstance(body.get("detail"), str), body
+        assert isinstance(body, dict), body
+        assert isinstance(body.get("detail"), str), body

@@ -65,7 +65,9 @@ def refused(response) -> bool:
 
 def test_the_walk_finds_the_endpoints():
     paths = every_path()
-    for expected in ("/healthz", "/", "/api/quotes/", "/api/instruments/AAPL/", "/admin/feeds/instrument/"):
+    for expected in (
+        "/healthz", "/", "/api/quotes/", "/api/instruments/AAPL/", "/admin/feeds/instrument/"
+    ):
         assert expected in paths
 
 
@@ -104,4 +106,5 @@ def test_what_may_answer_anonymously_does(settings):
     assert refused_login.status_code == 400
     # The ticker page itself sends a visitor to log in.
     response = http.get("/")
-    assert response.status_code == 302 and urlsplit(response["Location"]).path == "/accounts/login/"
+    assert response.status_code == 302
+    assert urlsplit(response["Location"]).path == "/accounts/login/"

@@ -16,7 +16,6 @@ import pytest
 import websockets
 
 from tests.redis.cluster import cluster_env, running_cluster
-from tests.redis.conftest import redis_url  # noqa: F401 - the fixture
 from tests.schema import decode_frame
 from tests.timeouts import timeout
 
@@ -37,7 +36,7 @@ def login(server, username: str, password: str) -> tuple[int, dict, dict]:
     return post(f"{server.url}/api/token/", body, **{"Content-Type": "application/json"})
 
 
-async def test_lockouts_and_tickets_hold_across_servers(redis_url, tmp_path):  # noqa: F811
+async def test_lockouts_and_tickets_hold_across_servers(redis_url, tmp_path):
     import redis
 
     env = cluster_env(redis_url, tmp_path, FEED_LOGIN_FAILURES_PER_USER="4")

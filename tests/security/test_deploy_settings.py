@@ -59,7 +59,9 @@ def test_check_deploy_is_clean_with_production_settings(production_env):
     ],
 )
 def test_check_deploy_fails_when_a_production_setting_is_off(production_env, change, warning):
-    result = run_manage({**production_env, **change}, "check", "--deploy", "--fail-level", "WARNING")
+    result = run_manage(
+        {**production_env, **change}, "check", "--deploy", "--fail-level", "WARNING"
+    )
     assert result.returncode != 0
     assert warning in result.stdout + result.stderr
 
@@ -81,11 +83,13 @@ def test_without_secret_key_a_local_secret_is_generated_once_and_kept(base_env, 
     again = run_manage(base_env, "shell", "--no-imports", "-c", show)
     key = first.stdout.strip()
     assert again.stdout.strip() == key, "the secret must survive a restart (sessions stay valid)"
-    assert len(key) >= 50 and not key.startswith("django-insecure")
+    assert len(key) >= 50
+    assert not key.startswith("django-insecure")
     path = tmp_path / "var" / "secret_key"
     assert path.read_text().strip() == key
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     # Another checkout gets its own; the code ships none.
-    other = run_manage({**base_env, "MARKETFEED_VAR_DIR": str(tmp_path / "other")}, "shell", "--no-imports", "-c", show)
+    other_env = {**base_env, "MARKETFEED_VAR_DIR": str(tmp_path / "other")}
+    other = run_manage(other_env, "shell", "--no-imports", "-c", show)
     assert other.stdout.strip() != key
     assert key not in (ROOT / "marketfeed" / "settings.py").read_text()

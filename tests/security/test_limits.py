@@ -46,7 +46,9 @@ def test_every_limit_is_read_from_the_environment(tmp_path):
 
 
 def test_a_bad_limit_stops_start_up_naming_it(tmp_path):
-    result = settings_with({"FEED_MAX_FRAME_BYTES": "lots", "MARKETFEED_VAR_DIR": str(tmp_path)}, "")
+    result = settings_with(
+        {"FEED_MAX_FRAME_BYTES": "lots", "MARKETFEED_VAR_DIR": str(tmp_path)}, ""
+    )
     assert result.returncode != 0
     assert "FEED_MAX_FRAME_BYTES='lots': expected a whole number" in result.stderr
 
@@ -62,9 +64,11 @@ async def test_connections_per_user_follow_the_setting(connect, settings):
 
 async def test_symbols_per_connection_follow_the_setting(alice, settings, instruments):
     settings.FEED_MAX_SYMBOLS = 2
-    assert (await alice.request({"op": "subscribe", "symbols": ["AAPL", "MSFT"], "id": 1}))["type"] == "subscribed"
+    reply = await alice.request({"op": "subscribe", "symbols": ["AAPL", "MSFT"], "id": 1})
+    assert reply["type"] == "subscribed"
     refused = await alice.request({"op": "subscribe", "symbols": ["EUR/USD"], "id": 2})
-    assert refused["code"] == "too_many_symbols" and refused["symbols"] == ["EUR/USD"]
+    assert refused["code"] == "too_many_symbols"
+    assert refused["symbols"] == ["EUR/USD"]
 
 
 async def test_the_request_rate_follows_the_setting(connect, settings):
@@ -75,7 +79,8 @@ async def test_the_request_rate_follows_the_setting(connect, settings):
         await client.send({"op": "ping", "id": i})
     replies = [await client.recv() for _ in range(5)]
     assert [r["type"] for r in replies] == ["pong"] * 3 + ["error"] * 2
-    assert [r["id"] for r in replies[3:]] == [3, 4] and replies[3]["code"] == "rate_limited"
+    assert [r["id"] for r in replies[3:]] == [3, 4]
+    assert replies[3]["code"] == "rate_limited"
 
 
 async def test_the_frame_size_follows_the_setting(alice, settings):

@@ -43,7 +43,9 @@ async def cookie_of(user) -> bytes:
 @pytest.mark.parametrize("origin", FOREIGN)
 async def test_a_foreign_origin_with_a_valid_session_cookie_is_refused(connect, user, origin):
     cookie = await cookie_of(user)
-    await connect("/ws/quotes/", headers=[(b"cookie", cookie), (b"origin", origin)], expect_accept=False)
+    await connect(
+        "/ws/quotes/", headers=[(b"cookie", cookie), (b"origin", origin)], expect_accept=False
+    )
 
 
 @pytest.mark.parametrize("origin", [b"http://localhost:8000", b"https://LOCALHOST", b"http://127.0.0.1:8000"])
@@ -69,5 +71,7 @@ async def test_live_a_foreign_page_cannot_open_the_stream_with_the_visitors_cook
     assert info.value.response.status_code == 403
     # The same cookie from the feed's own page works, and so it does with no Origin.
     for origin in (server.url, None):
-        async with websockets.connect(server.ws_url, additional_headers={"Cookie": cookie}, origin=origin) as ws:
+        async with websockets.connect(
+            server.ws_url, additional_headers={"Cookie": cookie}, origin=origin
+        ) as ws:
             assert (await Feed(ws).recv())["type"] == "welcome"

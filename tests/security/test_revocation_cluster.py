@@ -8,7 +8,6 @@ import pytest
 import websockets
 
 from tests.redis.cluster import cluster_env, running_cluster
-from tests.redis.conftest import redis_url  # noqa: F401 - the fixture
 from tests.schema import decode_frame
 from tests.servers import manage
 from tests.timeouts import timeout
@@ -19,20 +18,27 @@ pytestmark = [pytest.mark.redis, pytest.mark.live]
 async def until_closed(ws) -> list[dict]:
     """Every message up to the close."""
     seen: list[dict] = []
-    with pytest.raises(websockets.ConnectionClosed):
+
+    async def read_on() -> None:
         while True:
             seen.extend(decode_frame(await asyncio.wait_for(ws.recv(), timeout(10))))
+
+    with pytest.raises(websockets.ConnectionClosed):
+        await read_on()
     return seen
 
 
-async def test_deleting_a_token_closes_its_connections_on_both_servers_with_4401(redis_url, tmp_path):
+async def test_deleting_a_token_closes_its_connections_on_both_servers_with_4401(
+    redis_url, tmp_path
+):
     # The re-check an hour away: only the broadcast can close them in time.
     env = cluster_env(redis_url, tmp_path, FEED_AUTH_RECHECK_S="3600")
     with running_cluster(env) as (token, _ticker, servers):
         sockets = [await websockets.connect(f"{s.ws_url}?token={token}") for s in servers]
         try:
             for ws in sockets:
-                assert decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))[0]["type"] == "welcome"
+                first = decode_frame(await asyncio.wait_for(ws.recv(), timeout(10)))
+                assert first[0]["type"] == "welcome"
             # An operator's shell on another machine: its own process, the shared Redis.
             revoke = (
                 "from knox.models import AuthToken; from feeds.auth import token_digest; "
