@@ -26,7 +26,11 @@ CANDLES = "document.querySelector('#chart canvas').dataset.candles"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """This module's daphne (embedded ticker, SQLite of its own) and its user's token."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")
+    }
     env.update(
         MARKETFEED_VAR_DIR=str(tmp_path_factory.mktemp("candles-var")), PYTHONUNBUFFERED="1",
         FEED_SEED="5", FEED_BARS_PERIOD_S=str(PERIOD_S), FEED_BARS_FLUSH_S="0.5",
@@ -71,7 +75,8 @@ def test_the_chart_draws_the_history_then_a_new_candle_appears_live(page, server
     page.wait_for_selector('#conn-state[data-state="live"]')
     # History, not only live candles: the candles span more time than the page has been open.
     page.wait_for_function(
-        "() => Number(/last (\\d+) s/.exec(document.querySelector('[data-chart=range]').textContent)?.[1])"
+        "() => Number(/last (\\d+) s/.exec("
+        "document.querySelector('[data-chart=range]').textContent)?.[1])"
         f" >= performance.now() / 1000 + {HISTORY_BARS * PERIOD_S - 4}"
     )
     assert candles(page) >= HISTORY_BARS - 1
@@ -80,7 +85,9 @@ def test_the_chart_draws_the_history_then_a_new_candle_appears_live(page, server
     assert page.locator("[data-chart=range]").inner_text().startswith("2-s candles")
 
 
-@pytest.mark.parametrize(("scheme", "up", "down"), [("light", "#1a7f37", "#cf222e"), ("dark", "#3fb950", "#ff6b6b")])
+@pytest.mark.parametrize(
+    ("scheme", "up", "down"), [("light", "#1a7f37", "#cf222e"), ("dark", "#3fb950", "#ff6b6b")]
+)
 def test_candles_are_drawn_in_the_schemes_up_and_down_colours(chromium, server, scheme, up, down):
     context = chromium.new_context(viewport=VIEWPORT, color_scheme=scheme)
     context.set_default_timeout(timeout(15) * 1000)
@@ -92,7 +99,8 @@ def test_candles_are_drawn_in_the_schemes_up_and_down_colours(chromium, server, 
         counts = page.evaluate(
             """([up, down]) => {
                 const canvas = document.querySelector('#chart canvas');
-                const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+                const pixels = canvas.getContext('2d')
+                  .getImageData(0, 0, canvas.width, canvas.height).data;
                 const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
                 const [u, d] = [rgb(up), rgb(down)];
                 let ups = 0, downs = 0;
@@ -106,6 +114,7 @@ def test_candles_are_drawn_in_the_schemes_up_and_down_colours(chromium, server, 
             }""",
             [up, down],
         )
-        assert counts["ups"] > 20 and counts["downs"] > 20, counts
+        assert counts["ups"] > 20, counts
+        assert counts["downs"] > 20, counts
     finally:
         context.close()

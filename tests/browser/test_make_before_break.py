@@ -52,4 +52,5 @@ def test_the_page_moves_on_max_age_reconnect_with_no_gap_and_stays_live(context,
     assert sockets[0].is_closed()  # the page closed the first once the second had taken over
     assert page.evaluate("window.__notLive") == []  # never "connecting" or "reconnecting"
     expect(page.locator('[data-stat="symbols"]')).not_to_have_text("0")
-    expect(page.locator('[data-stat="gaps"]')).to_have_text("0")  # no seq was skipped across the moves
+    # No seq was skipped across the moves.
+    expect(page.locator('[data-stat="gaps"]')).to_have_text("0")

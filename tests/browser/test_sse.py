@@ -1,4 +1,7 @@
-"""A real EventSource in headless Chromium: a logged-in page streams quotes and survives a restart."""
+"""A real EventSource in headless Chromium.
+
+A logged-in page streams quotes and survives a restart.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,9 @@ OPEN_STREAM = """() => {
     window.sseQuotes = [];
     window.sseErrors = 0;
     const source = new EventSource('/sse/quotes/?symbols=AAPL');
-    source.addEventListener('quote', (e) => window.sseQuotes.push({id: e.lastEventId, msg: JSON.parse(e.data)}));
-    source.addEventListener('snapshot', (e) => window.sseQuotes.push({id: e.lastEventId, msg: JSON.parse(e.data)}));
+    const keep = (e) => window.sseQuotes.push({id: e.lastEventId, msg: JSON.parse(e.data)});
+    source.addEventListener('quote', keep);
+    source.addEventListener('snapshot', keep);
     source.onerror = () => { window.sseErrors += 1; };
     window.sseSource = source;
 }"""
@@ -22,7 +26,9 @@ def test_event_source_streams_quotes_and_reconnects_after_a_server_restart(conte
     log_in(page, own_server.url)
     page.evaluate(OPEN_STREAM)
     wait = timeout(20) * 1000
-    page.wait_for_function("window.sseQuotes.filter(q => q.msg.type === 'quote').length >= 2", timeout=wait)
+    page.wait_for_function(
+        "window.sseQuotes.filter(q => q.msg.type === 'quote').length >= 2", timeout=wait
+    )
     first = page.evaluate("window.sseQuotes[window.sseQuotes.length - 1]")
     assert first["id"] == f"AAPL:{first['msg']['seq']}"
 

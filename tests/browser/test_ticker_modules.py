@@ -19,7 +19,8 @@ def modules(chromium, server):
 
 def call(page, module: str, expression: str, *args):
     return page.evaluate(
-        f"async (args) => {{ const m = await import('/static/feeds/{module}'); return {expression}; }}",
+        f"async (args) => {{ const m = await import('/static/feeds/{module}');"
+        f" return {expression}; }}",
         list(args),
     )
 
@@ -38,7 +39,8 @@ def test_decimals_of_a_tick_size(modules, value, places):
      (None, 2, "—"), (3, 0, "+3")],
 )
 def test_changes_are_signed_on_the_price_grid(modules, delta, places, text):
-    assert call(modules, "format.js", "m.formatChange(args[0] ?? NaN, args[1])", delta, places) == text
+    expression = "m.formatChange(args[0] ?? NaN, args[1])"
+    assert call(modules, "format.js", expression, delta, places) == text
 
 
 def test_percent_and_missing_values(modules):
@@ -57,11 +59,15 @@ def test_symbols_are_normalised_or_refused(modules, raw, symbol):
 
 
 def test_a_frame_is_an_object_or_an_array_of_them(modules):
-    assert call(modules, "frames.js", "m.parseFrame('{\"type\":\"heartbeat\"}')") == [{"type": "heartbeat"}]
-    assert call(modules, "frames.js", "m.parseFrame('[{\"a\":1},null,2,{\"b\":2}]')") == [{"a": 1}, {"b": 2}]
+    one = call(modules, "frames.js", "m.parseFrame('{\"type\":\"heartbeat\"}')")
+    assert one == [{"type": "heartbeat"}]
+    several = call(modules, "frames.js", "m.parseFrame('[{\"a\":1},null,2,{\"b\":2}]')")
+    assert several == [{"a": 1}, {"b": 2}]
 
 
-@pytest.mark.parametrize(("attempt", "low", "high"), [(0, 0.5, 1), (1, 1, 2), (3, 4, 8), (10, 15, 30)])
+@pytest.mark.parametrize(
+    ("attempt", "low", "high"), [(0, 0.5, 1), (1, 1, 2), (3, 4, 8), (10, 15, 30)]
+)
 def test_backoff_doubles_to_a_cap_with_jitter(modules, attempt, low, high):
     lowest = call(modules, "connection.js", "m.backoffSeconds(args[0], () => 0)", attempt)
     highest = call(modules, "connection.js", "m.backoffSeconds(args[0], () => 0.999999)", attempt)
@@ -85,9 +91,11 @@ def test_history_keeps_one_point_per_bucket_and_a_bounded_length(modules):
 def test_a_corrupt_saved_watchlist_gives_the_default(modules):
     result = call(
         modules, "watchlist.js",
-        "['{not json', '\"AAPL\"', '[\"aapl\", \"aapl\", 7, \"ok\", \"bad one\"]', null].map((raw) => {"
+        "['{not json', '\"AAPL\"', '[\"aapl\", \"aapl\", 7, \"ok\", \"bad one\"]', null]"
+        ".map((raw) => {"
         " const store = new Map(raw === null ? [] : [['k', raw]]);"
-        " const storage = { getItem: (k) => store.get(k) ?? null, setItem: (k, v) => store.set(k, v) };"
+        " const storage = { getItem: (k) => store.get(k) ?? null,"
+        " setItem: (k, v) => store.set(k, v) };"
         " return new m.Watchlist('k', storage).symbols; })",
     )
     default = call(modules, "watchlist.js", "[...m.DEFAULT_SYMBOLS]")
@@ -100,7 +108,8 @@ def test_the_book_counts_seq_gaps_and_ignores_old_quotes(modules):
         "(() => { const b = new m.QuoteBook();"
         " const q = (type, seq, last) => ({type, symbol: 'X', seq, last, epoch: 'e1'});"
         " const applied = [b.apply(q('snapshot', 10, 5), 0), b.apply(q('quote', 11, 6), 1),"
-        "   b.apply(q('quote', 14, 7), 2), b.apply(q('quote', 13, 8), 3), b.apply(q('quote', 14, 9), 4),"
+        "   b.apply(q('quote', 14, 7), 2), b.apply(q('quote', 13, 8), 3),"
+        " b.apply(q('quote', 14, 9), 4),"
         "   b.apply(q('snapshot', 2, 4), 5)];"  # a new epoch numbers from low again
         " const e = b.entries.get('X');"
         " return [applied, b.gaps, e.gap.missed, e.quote.seq, e.open]; })()",
@@ -128,7 +137,9 @@ TABLE_JS = """
 (async () => {
   const { WatchlistTable, FLASH_MS } = await import('/static/feeds/table.js');
   const { QuoteBook } = await import('/static/feeds/book.js');
-  const link = Object.assign(document.createElement('link'), { rel: 'stylesheet', href: '/static/feeds/ticker.css' });
+  const link = Object.assign(document.createElement('link'), {
+    rel: 'stylesheet', href: '/static/feeds/ticker.css',
+  });
   await new Promise((done) => { link.onload = done; document.head.append(link); });
   const table = Object.assign(document.createElement('table'), { className: 'quotes' });
   const tbody = table.appendChild(document.createElement('tbody'));
@@ -137,7 +148,9 @@ TABLE_JS = """
   const view = new WatchlistTable({ tbody, emptyNote: document.createElement('p'), book,
                                     onRemove() {}, onSelect() {}, onShown() {} });
   view.sync(['X']);
-  const base = { symbol: 'X', bid: 10.25, ask: 11.75, last: 10.5, bid_size: 100, ask_size: 200, ts: 1.7e15 };
+  const base = {
+    symbol: 'X', bid: 10.25, ask: 11.75, last: 10.5, bid_size: 100, ask_size: 200, ts: 1.7e15,
+  };
   const writes = new MutationObserver(() => {});
   writes.observe(tbody, { subtree: true, childList: true, attributes: true, characterData: true });
   // What one repaint after `quote` wrote: [field or 'row', what changed].
@@ -179,7 +192,9 @@ def test_a_repaint_writes_only_what_changed_and_a_move_tints_its_cell(modules):
     assert r["flash"] == ["up", "", "down"]
     transparent = "rgba(0, 0, 0, 0)"
     bid_tint, ask_tint, last_tint = r["tinted"]
-    assert transparent not in (bid_tint, last_tint) and bid_tint != last_tint  # green up, red down
+    # green up, red down
+    assert transparent not in (bid_tint, last_tint)
+    assert bid_tint != last_tint
     assert ask_tint == transparent
     # A quote that changes nothing on screen writes only its seq (the tints stay as they are).
     assert r["same"] == [["row", "data-seq"]]

@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.live]
 # Screenshots a person may look at after a run; git-ignored. docs/ticker.png is
 # refreshed by `python -m docs.pictures` only, never by a test.
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "artifacts"
-DEFAULT_SYMBOLS = ["AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "BTC-USD", "ETH-USD", "GBP/USD", "USD/JPY"]
+DEFAULT_SYMBOLS = [
+    "AAPL", "MSFT", "NVDA", "TSLA", "AMZN", "BTC-USD", "ETH-USD", "GBP/USD", "USD/JPY"
+]
 STORAGE_KEY = f"marketfeed:watchlist:v1:{USERNAME}"
 
 
@@ -87,7 +89,8 @@ def test_default_watchlist_shows_prices_that_change(page):
     # The first row is charted; give the chart some history before the screenshot.
     expect(page.locator("#chart [data-chart=symbol]")).to_have_text("AAPL")
     page.wait_for_function(
-        "() => Number(/last (\\d+) s/.exec(document.querySelector('[data-chart=range]').textContent)?.[1]) >= 6"
+        "() => Number(/last (\\d+) s/.exec("
+        "document.querySelector('[data-chart=range]').textContent)?.[1]) >= 6"
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ticker.png"))
@@ -98,7 +101,9 @@ def test_a_price_move_tints_its_cell_green_or_red(page):
     expect(tinted).to_have_attribute("data-field", re.compile(r"^(bid|ask|last)$"))
     colour = tinted.evaluate("td => [td.dataset.flash, getComputedStyle(td).backgroundColor]")
     expected = page.evaluate(
-        "dir => getComputedStyle(document.documentElement).getPropertyValue(`--flash-${dir}`).trim()", colour[0]
+        "dir => getComputedStyle(document.documentElement)"
+        ".getPropertyValue(`--flash-${dir}`).trim()",
+        colour[0],
     )
     assert colour[1].replace(" ", "") == expected.replace(" ", ""), colour
 
