@@ -30,16 +30,8 @@ from feeds.core import protocol
 from feeds.core.outbox import Outbox
 from feeds.core.protocol import CloseCode, ReconnectReason
 from feeds.deliver.hub import Hub
-from feeds.deliver.session import (
-    Action,
-    AddToWildcard,
-    Close,
-    Limits,
-    Opening,
-    Phase,
-    RecheckEntitlements,
-    Session,
-)
+from feeds.deliver.plan import Action, AddToWildcard, Close, Limits, Opening, RecheckEntitlements
+from feeds.deliver.session import Phase, Session
 from feeds.publish.store import QuoteStore
 from feeds.services import instruments_active_by_symbol, instruments_all_by_symbol
 

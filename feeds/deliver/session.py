@@ -7,11 +7,9 @@ conflating outbox, entitlement drops, the re-snapshot on a new epoch, the
 request rate limit and the ``reconnect`` advisory.
 
 Requests, store reads and layer events go in as plain values; messages come
-out through the outbox (which the process's hub flushes), and what the
-session cannot do itself comes back as a value for its driver
-(``feeds.deliver.connection``): a ``Close`` to carry out, symbols to route,
-a read to make. The clock and the throttle's timer are injected; nothing
-here awaits, so a test drives a session in microseconds.
+out through the outbox (the hub flushes it), and what the session cannot do
+itself goes back to its driver (``feeds.deliver.connection``) as a value of
+``feeds.deliver.plan``. The clock and timer are injected; nothing awaits.
 
 A subscription opens in two steps around the reads it needs (the hub joining
 the symbol's group, the store's latest quotes and rings): ``begin`` routes
@@ -26,103 +24,38 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from feeds.core import events, protocol
 from feeds.core.limits import TokenBucket
 from feeds.core.outbox import Outbox
 from feeds.core.protocol import CloseCode, ErrorCode, ProtocolError, RequestId, State
 from feeds.core.throttle import CallAt, Throttle
-from feeds.deliver.resume import Found, Latest, Resume, Since
+from feeds.deliver.plan import (
+    MAX_AGE_JITTER,
+    Action,
+    Active,
+    AddToWildcard,
+    Close,
+    Limits,
+    Opening,
+    RecheckEntitlements,
+    Visible,
+    check_subscribe,
+    refuse_unknown,
+    wildcard_addition,
+)
+from feeds.deliver.resume import Found, Latest
 
 # Quotes of one symbol kept while its start is read. A read is one store round
 # trip, so more than this means the store is stalling: the oldest go, and the
 # client sees the gap as a prev_seq.
 HOLD_BACK_MAX = 256
-# A max-age reconnect comes up to this fraction of the maximum age late, at
-# random: connections opened together (after a deploy) then leave spread out.
-MAX_AGE_JITTER = 0.1
-
-Active = dict[str, bool]  # symbol -> trading (False: halted)
-Visible = set[str] | None  # the symbols a user may see; None: every instrument
 
 
 class Phase(enum.Enum):
     NEW = "new"  # not admitted yet (a WebSocket waiting for its auth message)
     OPEN = "open"
     CLOSED = "closed"  # told to go, or gone: nothing more is sent
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    max_symbols: int
-    heartbeat_s: float
-    max_connection_age_s: float = 0.0  # 0: no maximum
-    reconnect_grace_s: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """End the stream: ``farewell`` (if any) straight to the client, then close with ``code``."""
-
-    code: CloseCode
-    farewell: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AddToWildcard:
-    """Instruments newly listed: the driver finds which of them ``*`` covers for this user."""
-
-    symbols: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RecheckEntitlements:
-    """The user's licences may have shrunk: the driver reads what they may see now."""
-
-
-Action = Close | AddToWildcard | RecheckEntitlements
-
-
-@dataclass(frozen=True, slots=True)
-class Opening:
-    """Symbols on their way in: routed here, their starts being read."""
-
-    symbols: tuple[str, ...]
-    new: tuple[str, ...]  # those not routed here before: the hub must join their groups
-    active: Active
-    throttle_ms: int
-    request_id: RequestId = None
-    resume: Resume | None = None
-
-
-def refuse_unknown(
-    symbols: tuple[str, ...] | list[str], known: Active, request_id: RequestId
-) -> None:
-    """Raise ``unknown_symbol`` naming every symbol of the request that is not an instrument."""
-    unknown = tuple(s for s in symbols if s not in known)
-    if unknown:
-        raise ProtocolError(
-            ErrorCode.UNKNOWN_SYMBOL,
-            "unknown symbol(s): " + ", ".join(unknown),
-            request_id=request_id,
-            symbols=unknown,
-        )
-
-
-def refuse_not_entitled(symbols: tuple[str, ...], visible: Visible, request_id: RequestId) -> None:
-    """Raise ``not_entitled`` naming every symbol of the request ``visible`` leaves out."""
-    if visible is None:
-        return
-    refused = tuple(s for s in symbols if s not in visible)
-    if refused:
-        shown = ", ".join(refused[:20]) + (", ..." if len(refused) > 20 else "")
-        raise ProtocolError(
-            ErrorCode.NOT_ENTITLED,
-            "not entitled to: " + shown,
-            request_id=request_id,
-            symbols=refused,
-        )
 
 
 class Session:
@@ -159,8 +92,6 @@ class Session:
         """The limits in force now (read at each use: an operator may change them)."""
         return self._limits()
 
-    # --- admission ------------------------------------------------------------------------
-
     def admit(
         self,
         *,
@@ -173,15 +104,12 @@ class Session:
         """The client is who it says: welcome it."""
         self.phase = Phase.OPEN
         self.user_key, self.token_digest = user_key, token_digest
-        self.outbox.control(
-            protocol.welcome(
-                user=user,
-                heartbeat_s=self.limits.heartbeat_s,
-                max_symbols=self.limits.max_symbols,
-                epoch=epoch,
-                request_id=request_id,
-            )
+        limits = self.limits
+        welcome = protocol.welcome(
+            user=user, heartbeat_s=limits.heartbeat_s, max_symbols=limits.max_symbols,
+            epoch=epoch, request_id=request_id,
         )
+        self.outbox.control(welcome)
 
     def max_age_delay(self, jitter: float) -> float | None:
         """Seconds until the ``max_age`` reconnect (``jitter`` in [0, 1)); None: no maximum age."""
@@ -213,33 +141,13 @@ class Session:
         visible: Visible,
         covered: Active | None = None,
     ) -> Opening:
-        """Check a subscribe against what the driver read; raise its error or return the opening.
-
-        ``active``: the named symbols that are instruments; ``visible``: what the
-        user may see; ``covered``: what ``*`` covers (read only for a wildcard).
-        """
-        symbols = request.symbols
-        refuse_unknown(symbols, active, request.id)
-        refuse_not_entitled(symbols, visible, request.id)
-        if request.wildcard:
-            covered = covered or {}
-            symbols += tuple(sorted(s for s in covered if s not in active))
-            active = covered | active
-            if request.since is not None:
-                protocol.check_since(request.since, symbols, request.id)
-        new = tuple(s for s in symbols if s not in self.subs)
-        limit = self.limits.max_symbols
-        if len(self.subs) + len(new) > limit:
-            raise ProtocolError(
-                ErrorCode.TOO_MANY_SYMBOLS,
-                f"at most {limit} symbols per connection; {len(self.subs)} already subscribed",
-                request_id=request.id,
-                symbols=new,
-            )
+        """Check a subscribe against what the driver read (``plan.check_subscribe``)."""
+        opening = check_subscribe(
+            request, self.subs, self.limits, active=active, visible=visible, covered=covered
+        )
         if request.wildcard:
             self.wildcard_throttle_ms = request.throttle_ms
-        resume = Since(request.since, request.epoch) if request.since is not None else None
-        return Opening(symbols, new, active, request.throttle_ms, request.id, resume)
+        return opening
 
     def plan_wildcard_add(self, covered: Active) -> Opening | None:
         """Take instruments listed after a ``*`` subscribe in, as a subscribe of them would.
@@ -250,20 +158,12 @@ class Session:
         """
         if self.wildcard_throttle_ms is None or self.phase is not Phase.OPEN:
             return None
-        fresh = tuple(s for s in covered if s not in self.subs)
-        room = max(0, self.limits.max_symbols - len(self.subs))
-        if len(fresh) > room:
-            self.reply_error(
-                ProtocolError(
-                    ErrorCode.TOO_MANY_SYMBOLS,
-                    f"new instruments left out of '*': at most {room} more symbols",
-                    symbols=fresh[room:],
-                )
-            )
-            fresh = fresh[:room]
-        if not fresh:
-            return None
-        return Opening(fresh, fresh, covered, self.wildcard_throttle_ms)
+        opening, refused = wildcard_addition(
+            covered, self.subs, self.limits, self.wildcard_throttle_ms
+        )
+        if refused is not None:
+            self.reply_error(refused)
+        return opening
 
     def begin(self, opening: Opening) -> None:
         """Route ``opening``'s symbols here; their live quotes are held until ``finish``."""

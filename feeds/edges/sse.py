@@ -46,9 +46,10 @@ from feeds.deliver.connection import (
     session_limits,
 )
 from feeds.deliver.counters import count_error
+from feeds.deliver.plan import Opening
 from feeds.deliver.process import FeedProcess, feed_process
 from feeds.deliver.resume import parse_last_event_id
-from feeds.deliver.session import Opening, Session
+from feeds.deliver.session import Session
 from feeds.edges.middleware import DETAIL as DATABASE_DOWN_DETAIL
 from feeds.edges.middleware import RETRY_AFTER_S
 

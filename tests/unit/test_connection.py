@@ -10,7 +10,8 @@ from feeds.core import protocol
 from feeds.core.engine import Quote
 from feeds.core.outbox import Outbox
 from feeds.deliver.connection import Connection
-from feeds.deliver.session import Limits, Session
+from feeds.deliver.plan import Limits
+from feeds.deliver.session import Session
 from tests.timeouts import timeout
 
 

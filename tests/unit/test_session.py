@@ -20,15 +20,9 @@ from feeds.core.engine import Quote
 from feeds.core.limits import TokenBucket
 from feeds.core.outbox import Outbox
 from feeds.core.protocol import CloseCode, ErrorCode, ProtocolError, ReconnectReason, State
+from feeds.deliver.plan import AddToWildcard, Close, Limits, RecheckEntitlements
 from feeds.deliver.resume import LastEventId
-from feeds.deliver.session import (
-    AddToWildcard,
-    Close,
-    Limits,
-    Phase,
-    RecheckEntitlements,
-    Session,
-)
+from feeds.deliver.session import Phase, Session
 from tests.unit.test_stream_throttle import Timers
 
 EPOCH = "e1"
