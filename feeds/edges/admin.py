@@ -1,33 +1,53 @@
-"""The instrument admin: validation, search, filters, halt / resume actions.
+"""The instrument admin, for operations: live prices, filters, halt / resume, CSV in and out.
+
+The changelist shows each instrument's last price, its change since the
+session open and whether it trades, read from the quote store for the rows
+on the page and refreshed every second without a reload
+(``feeds/edges/admin_quotes.py``, ``feeds/static/feeds/admin_live.js``);
+prices, ticks and reference prices to the instrument's own tick. Filters by
+asset class, exchange and status; search by symbol, name or exchange. CSV
+import and export: ``feeds/edges/admin_import.py`` (all or nothing).
 
 Every write goes through ``feeds.services`` so the running feed hears of it
 once the transaction commits. The API token admin stays as django-rest-knox
 registers it (tokens listed by digest; a token added there is shown once);
 deleting or changing a token there (or disabling or deleting a user) closes
-its open feed connections with 4401 (``feeds.auth``, "Revocation").
+its open feed connections with 4401 (``feeds.revocation``). The
+entitlement admin is ``feeds/edges/admin_entitlements.py``.
 
 Audit: every change made in the admin is in Django's admin log (``LogEntry``:
-who, when, what), halts and resumes included, and each entry is also written
-to the application log (logger ``feeds.audit``) so it leaves the database.
+who, when, what), halts, resumes and imported rows included, and each entry
+is also written to the application log (logger ``feeds.audit``) so it leaves
+the database.
 """
 
 from __future__ import annotations
 
 import logging
-from decimal import Decimal
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Group
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.db.models.signals import post_save
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 from django.utils.translation import ngettext
+from import_export.admin import ImportExportModelAdmin
+from import_export.formats.base_formats import CSV
+from import_export.forms import ExportForm
+from import_export.tmp_storages import CacheStorage
 
-from feeds import auth, entitlements, services
-from feeds.models import Entitlement, Instrument
+from feeds import entitlements, revocation, services
+from feeds.edges import admin_entitlements  # noqa: F401 - registers the entitlement admin
+from feeds.edges.admin_forms import InstrumentForm
+from feeds.edges.admin_import import InstrumentResource
+from feeds.edges.admin_quotes import LiveRow, live_row, live_rows
+from feeds.edges.api.serializers import plain_decimal, price_text
+from feeds.models import Instrument
 
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("feeds.audit")
@@ -35,95 +55,143 @@ audit = logging.getLogger("feeds.audit")
 # The admin is loaded in every process at start-up (admin autodiscovery), and
 # the token and user admins are where tokens are revoked and users disabled,
 # the entitlement, user and group admins where licences are taken away.
-auth.connect_revocation_signals()
+revocation.connect_revocation_signals()
 entitlements.connect_signals()
 
-
-class UpperCaseCharField(forms.CharField):
-    """A ``CharField`` that strips and upper-cases its input before any validator runs.
-
-    Doing it in ``to_python`` rather than ``clean_<field>`` matters: the model's
-    validators (an upper-case-only pattern) and the unique check must see
-    ``AAPL``, not the ``aapl`` that was typed.
-    """
-
-    def to_python(self, value: Any) -> str:
-        text = super().to_python(value)
-        return text.strip().upper()
+MAX_LIVE_ROWS = 500  # more than a changelist page ever shows
 
 
-# Edited in the form and shown in the list alike: everything a feed needs.
-INSTRUMENT_FIELDS = (
-    "symbol",
-    "name",
-    "exchange",
-    "asset_class",
-    "currency",
-    "tick_size",
-    "lot_size",
-    "reference_price",
-    "volatility",
-    "quote_rate",
-    "active",
-)
+def _abbr(short: str, full: str) -> str:
+    """A compact column heading that still says what it is."""
+    return format_html('<abbr title="{}">{}</abbr>', full, short)
 
 
-class InstrumentForm(forms.ModelForm):
-    """The instrument change form: normalises codes, one clear message per bad value.
+class StatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
 
-    Range rules live on the model (validators and ``Instrument.clean``) so the
-    services enforce them too; this form only adds normalisation and wording.
-    """
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("trading", "Trading"), ("halted", "Halted")]
 
-    symbol = UpperCaseCharField(
-        max_length=20,
-        help_text="1 to 20 characters: letters, digits and . - / _ (stored upper-case).",
-        error_messages={
-            "max_length": "A symbol is at most 20 characters (this one has %(show_value)d).",
-            # Also applied to the model's unique check, which sees "AAPL" for "aapl".
-            "unique": "An instrument with this symbol already exists.",
-        },
-    )
-    currency = UpperCaseCharField(
-        max_length=3,
-        help_text="ISO 4217 code, e.g. USD (stored upper-case).",
-        error_messages={"max_length": "A currency is an ISO 4217 code of three letters."},
-    )
-    lot_size = forms.IntegerField(
-        min_value=1,
-        initial=1,
-        error_messages={"min_value": "The lot size must be at least 1."},
-    )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The columns hold 10 decimal places; show 0.01, not 0.0100000000.
-        for name in ("tick_size", "reference_price"):
-            value = self.initial.get(name)
-            if isinstance(value, Decimal):
-                self.initial[name] = format(value.normalize(), "f")
-
-    class Meta:
-        model = Instrument
-        fields = INSTRUMENT_FIELDS
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> Any:
+        if self.value() in ("trading", "halted"):
+            return queryset.filter(active=self.value() == "trading")
+        return queryset
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(admin.ModelAdmin):
+class InstrumentAdmin(ImportExportModelAdmin):
     form = InstrumentForm
-    list_display = INSTRUMENT_FIELDS
+    # Compact, to fit a 1440 px screen beside the filters; volatility and the
+    # quote rate are on the change form and in the CSV.
+    list_display = (
+        "symbol", "name", "exchange", "asset", "ccy", "tick", "lot",
+        "reference", "last", "change", "change_pct", "status",
+    )
     list_display_links = ("symbol", "name")
     search_fields = ("symbol", "name", "exchange")
     search_help_text = "Symbol, name or exchange."
-    list_filter = ("asset_class", "exchange", "active")
+    list_filter = ("asset_class", "exchange", StatusFilter)
     ordering = ("symbol",)
     readonly_fields = ("updated_at",)
     actions = ("halt_selected", "resume_selected")
     list_per_page = 100
+    change_list_template = "admin/feeds/instrument/change_list.html"
+    import_template_name = "admin/feeds/instrument/import.html"
+    resource_classes = (InstrumentResource,)
+    import_formats = (CSV,)
+    export_formats = (CSV,)
+    # The plain form: the selectable-fields one has inline handlers the CSP refuses.
+    export_form_class = ExportForm
+    # Between the preview and the confirmation the file waits in Django's cache
+    # (Redis in scale-out), not a process's temporary folder: any server confirms.
+    tmp_storage_class = CacheStorage
+
+    # --- columns ------------------------------------------------------------------------
+
+    @admin.display(description=_abbr("Class", "Asset class"), ordering="asset_class")
+    def asset(self, obj: Instrument) -> str:
+        return obj.get_asset_class_display()
+
+    @admin.display(description=_abbr("Ccy", "Currency"), ordering="currency")
+    def ccy(self, obj: Instrument) -> str:
+        return obj.currency
+
+    @admin.display(description=_abbr("Tick", "Tick size"), ordering="tick_size")
+    def tick(self, obj: Instrument) -> str:
+        return plain_decimal(obj.tick_size)
+
+    @admin.display(description=_abbr("Lot", "Lot size"), ordering="lot_size")
+    def lot(self, obj: Instrument) -> int:
+        return obj.lot_size
+
+    @admin.display(description=_abbr("Ref.", "Reference price"), ordering="reference_price")
+    def reference(self, obj: Instrument) -> str:
+        return price_text(obj.reference_price, obj.tick_size)
+
+    @admin.display(description="Last")
+    def last(self, obj: Instrument) -> str:
+        return self._live_cell(obj, "last")
+
+    @admin.display(description=_abbr("Chg", "Change since the session open"))
+    def change(self, obj: Instrument) -> str:
+        return self._live_cell(obj, "change")
+
+    @admin.display(description=_abbr("Chg %", "Change since the session open, in per cent"))
+    def change_pct(self, obj: Instrument) -> str:
+        return self._live_cell(obj, "change_pct")
+
+    @admin.display(description="Status", ordering="-active")
+    def status(self, obj: Instrument) -> str:
+        row = self._live(obj)
+        return format_html(
+            '<span class="mf-status" data-live="status" data-pk="{}" data-status="{}">{}</span>',
+            obj.pk, row.status, row.status_label,
+        )
+
+    def _live_cell(self, obj: Instrument, field: str) -> str:
+        row = self._live(obj)
+        return format_html(
+            '<span data-live="{}" data-pk="{}" data-direction="{}">{}</span>',
+            field, obj.pk, row.direction, getattr(row, field),
+        )
+
+    @staticmethod
+    def _live(obj: Instrument) -> LiveRow:
+        # Set for the whole page by get_changelist_instance (one store read).
+        row = getattr(obj, "_live_row", None)
+        return row if row is not None else live_row(obj, None)
+
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
+        changelist = super().get_changelist_instance(request)
+        shown = list(changelist.result_list)  # evaluated once, and kept by the queryset
+        rows = live_rows(shown)
+        for instrument in shown:
+            instrument._live_row = rows[instrument.pk]  # type: ignore[attr-defined]
+        return changelist
+
+    # --- the live refresh ---------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        live = path(
+            "live/", self.admin_site.admin_view(self.live_view), name="feeds_instrument_live"
+        )
+        return [live, *super().get_urls()]
+
+    def live_view(self, request: HttpRequest) -> HttpResponse:
+        """GET ``live/?ids=1,2``: ``{"rows": {"1": {last, change, ..., status}}}``."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        ids = [int(i) for i in request.GET.get("ids", "").split(",") if i.strip().isdigit()]
+        shown = Instrument.objects.filter(pk__in=ids[:MAX_LIVE_ROWS])
+        rows = live_rows(shown)
+        return JsonResponse({"rows": {str(pk): row.as_json() for pk, row in rows.items()}})
+
+    # --- actions ------------------------------------------------------------------------
 
     @admin.action(description="Halt selected instruments")
     def halt_selected(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
-        # Listed first: with the changelist filtered on "active", the queryset
+        # Listed first: with the changelist filtered on status, the queryset
         # would no longer match the rows once they are halted.
         selected = list(queryset)
         turning = [i for i in selected if i.active]
@@ -161,6 +229,8 @@ class InstrumentAdmin(admin.ModelAdmin):
             ) % {"count": unchanged, "verb": verb if verb == "halted" else "trading"}
         self.message_user(request, message, messages.SUCCESS if changed else messages.INFO)
 
+    # --- writes -------------------------------------------------------------------------
+
     def save_model(self, request: HttpRequest, obj: Instrument, form: Any, change: bool) -> None:
         services.instrument_save(instrument=obj)
 
@@ -170,61 +240,28 @@ class InstrumentAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Instrument]) -> None:
         services.instrument_delete(instruments=queryset)
 
+    # --- import / export ----------------------------------------------------------------
 
-# --- entitlements (PROTOCOL.md "Entitlements"; feeds/entitlements.py) ----------------
+    def has_import_permission(self, request: HttpRequest) -> bool:
+        # An import adds and changes instruments: it needs both rights.
+        return self.has_add_permission(request) and self.has_change_permission(request)
 
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
 
-class EntitlementForm(forms.ModelForm):
-    """One licence row. "Exactly one of user and group, and of exchange and asset class"
-    is the model's check constraints, whose messages the form shows as they are."""
-
-    exchange = UpperCaseCharField(
-        max_length=20,
-        required=False,
-        help_text="A listing venue as instruments name it, e.g. XNAS (stored upper-case).",
-    )
-
-    class Meta:
-        model = Entitlement
-        fields = ("user", "group", "exchange", "asset_class")
-
-
-@admin.register(Entitlement)
-class EntitlementAdmin(admin.ModelAdmin):
-    """Deleting or editing a row here stops its symbols on open connections at once."""
-
-    form = EntitlementForm
-    list_display = ("id", "user", "group", "exchange", "asset_class", "created_at")
-    list_filter = ("asset_class", "exchange")
-    search_fields = ("user__username", "group__name", "exchange")
-    search_help_text = "User name, group name or exchange."
-    autocomplete_fields = ("user", "group")
-    readonly_fields = ("created_at",)
-
-
-class GroupEntitlementInline(admin.TabularInline):
-    """A group's licences on its own page, where its members are managed.
-
-    Users get no such inline: their change form is posted by scripts and tests
-    that know nothing of inline formsets; a user's rows are in the entitlement
-    list (search by user name).
-    """
-
-    model = Entitlement
-    form = EntitlementForm
-    fk_name = "group"
-    fields = ("exchange", "asset_class")
-    extra = 0
-
-
-def _with_inline(model: type[Any], inline: type[admin.TabularInline]) -> None:
-    """Re-register ``model`` with the admin it already has, plus ``inline``."""
-    base = type(admin.site.get_model_admin(model))
-    admin.site.unregister(model)
-    admin.site.register(model, type(base.__name__, (base,), {"inlines": [*base.inlines, inline]}))
-
-
-_with_inline(Group, GroupEntitlementInline)
+    def process_result(self, result: Any, request: HttpRequest) -> HttpResponse:
+        """After the confirmed import: a row that failed now (say, a symbol added meanwhile)
+        rolled it all back, so say that rather than "Import finished"."""
+        if result.has_errors() or result.has_validation_errors():
+            numbers = [n for n, _ in result.row_errors()] + [r.number for r in result.invalid_rows]
+            failed = ", ".join(str(n) for n in sorted(numbers))
+            self.message_user(
+                request,
+                f"Nothing was imported: row(s) {failed} failed; no instrument was changed.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(reverse("admin:feeds_instrument_import"))
+        return super().process_result(result, request)
 
 
 # --- audit ------------------------------------------------------------------------------
