@@ -80,6 +80,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI's files for /api/schema/docs/, served as our own static files (no CDN).
     "drf_spectacular_sidecar",
+    # CSV import and export of instruments in the admin (feeds/edges/admin_import.py).
+    "import_export",
     "channels",
     "feeds",
 ]
