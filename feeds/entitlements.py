@@ -34,10 +34,10 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Upper
 
-from feeds.auth import notify_servers
 from feeds.core import events
 from feeds.core.protocol import ErrorCode, ProtocolError, RequestId
 from feeds.models import Entitlement, Instrument
+from feeds.revocation import notify_servers
 
 logger = logging.getLogger(__name__)
 

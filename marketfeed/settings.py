@@ -335,13 +335,13 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses a locked-out login before any password check
     "django.contrib.auth.backends.ModelBackend",
 ]
-AXES_HANDLER = "feeds.auth.LoginAttempts"  # counts in CACHES["default"], two limits
+AXES_HANDLER = "feeds.logins.LoginAttempts"  # counts in CACHES["default"], two limits
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_FAILURE_LIMIT = FEED_LOGIN_FAILURES_PER_USER
 AXES_COOLOFF_TIME = timedelta(seconds=FEED_LOGIN_WINDOW_S)
-AXES_LOCKOUT_CALLABLE = "feeds.auth.lockout_response"
+AXES_LOCKOUT_CALLABLE = "feeds.logins.lockout_response"
 # REMOTE_ADDR: daphne sets it from X-Forwarded-For only behind the proxy (--proxy-headers).
-AXES_CLIENT_IP_CALLABLE = "feeds.auth.client_address"
+AXES_CLIENT_IP_CALLABLE = "feeds.logins.client_address"
 AXES_ENABLE_ADMIN = False  # the attempt tables are unused: counters are in the cache
 AXES_VERBOSE = False
 

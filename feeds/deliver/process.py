@@ -30,7 +30,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from feeds import auth, entitlements, relay
+from feeds import entitlements, relay, revocation
 from feeds.core.groups import SERVERS_CONTROL_GROUP
 from feeds.deliver import server
 from feeds.deliver.hub import Hub
@@ -133,7 +133,7 @@ class FeedProcess:
         tokens = sorted({c.token for c in conns if c.token is not None})
         users = sorted({c.user_key for c in conns})
         try:
-            good_tokens, good_users = await auth.still_authorized(tokens, users)
+            good_tokens, good_users = await revocation.still_authorized(tokens, users)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -10,8 +10,8 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import ApplicationCommunicator
 
-from feeds.auth import revoked_event
 from feeds.core.groups import SERVERS_CONTROL_GROUP
+from feeds.revocation import revoked_event
 from tests.schema import check_message
 from tests.timeouts import timeout
 

@@ -127,7 +127,7 @@ class TokenCreateApi(APIView):
     form-encoded body. Missing fields, bad credentials (or an inactive user)
     and any malformed or hostile body are 400 ``{"detail": ...}``; a username
     or address with too many failed logins is 429 with ``Retry-After``
-    (``feeds.auth.LoginAttempts``), whatever the password. The only anonymous
+    (``feeds.logins.LoginAttempts``), whatever the password. The only anonymous
     endpoint.
     """
 
