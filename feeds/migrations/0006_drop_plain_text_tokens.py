@@ -10,7 +10,10 @@ keeps only a hash of a token it made itself): users get new ones with
 ``DROP TABLE IF EXISTS`` works on SQLite and PostgreSQL alike and does
 nothing on a database that never had the table. On SQLite, ``secure_delete``
 is on for the drop, so the freed pages are overwritten with zeros rather than
-left in the file with the tokens on them. The ``authtoken`` rows of
+left in the file with the tokens on them, and a checkpoint right after writes
+those zeros from the write-ahead log into the database file itself: otherwise,
+while a server keeps the database open, the old pages would stay there until
+some later checkpoint. The ``authtoken`` rows of
 ``django_migrations`` go too, so that installing ``rest_framework.authtoken``
 again later creates a new, empty table. Should it be installed while this
 runs, the table is in use and is left alone. Reversing this migration
@@ -18,7 +21,7 @@ restores nothing: the tokens are gone for good, as intended.
 """
 
 from django.apps import apps as installed
-from django.db import migrations
+from django.db import migrations, transaction
 from django.db.migrations.recorder import MigrationRecorder
 
 OLD_APP = "rest_framework.authtoken"
@@ -29,24 +32,28 @@ def drop_plain_text_tokens(apps, schema_editor):
     if installed.is_installed(OLD_APP):
         return
     connection = schema_editor.connection
-    table = schema_editor.quote_name(OLD_TABLE)
-    if connection.vendor == "sqlite":
-        with connection.cursor() as cursor:
+    sqlite = connection.vendor == "sqlite"
+    recorder = MigrationRecorder(connection)
+    with connection.cursor() as cursor:
+        if sqlite:
             cursor.execute("PRAGMA secure_delete")
             (previous,) = cursor.fetchone()
             cursor.execute("PRAGMA secure_delete = ON")
-            try:
-                cursor.execute(f"DROP TABLE IF EXISTS {table}")
-            finally:
+        try:
+            with transaction.atomic(using=connection.alias):
+                cursor.execute(f"DROP TABLE IF EXISTS {schema_editor.quote_name(OLD_TABLE)}")
+                recorder.migration_qs.filter(app="authtoken").delete()
+            if sqlite:
+                # Committed; now into the database file (a no-op unless in WAL mode).
+                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            if sqlite:
                 cursor.execute(f"PRAGMA secure_delete = {int(previous)}")
-    else:
-        schema_editor.execute(f"DROP TABLE IF EXISTS {table}")
-    recorder = MigrationRecorder(connection)
-    if recorder.has_table():
-        recorder.migration_qs.filter(app="authtoken").delete()
 
 
 class Migration(migrations.Migration):
+    # Not one transaction around it all: the SQLite checkpoint must follow the commit.
+    atomic = False
     # Tuples: Django copies both into lists of its own for each instance.
     dependencies = (("feeds", "0005_server_events"),)
     operations = (migrations.RunPython(drop_plain_text_tokens, migrations.RunPython.noop),)

@@ -13,6 +13,7 @@ builds do not), which would leave the dropped rows in free pages.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from pathlib import Path
@@ -68,21 +69,23 @@ def old_release_database(tmp_path: Path, **extra: str) -> str:
 def test_migrate_drops_the_plain_text_tokens_from_an_upgraded_sqlite_database(tmp_path):
     token = old_release_database(tmp_path)
     database = tmp_path / "var" / "db.sqlite3"
+    # Open throughout, as a running server's would be: the migration's connection is then
+    # not the last to close, which would otherwise write the WAL into the file for it.
+    with contextlib.closing(sqlite3.connect(database)) as db:
 
-    def query(sql: str) -> list[tuple]:
-        with sqlite3.connect(database) as db:
+        def query(sql: str) -> list[tuple]:
             return db.execute(sql).fetchall()
 
-    # As the old release left it: the token in clear, its app's migrations on record.
-    assert query("SELECT key FROM authtoken_token") == [(token,)]
-    assert query("SELECT COUNT(*) FROM django_migrations WHERE app = 'authtoken'") != [(0,)]
+        # As the old release left it: the token in clear, its app's migrations on record.
+        assert query("SELECT key FROM authtoken_token") == [(token,)]
+        assert query("SELECT COUNT(*) FROM django_migrations WHERE app = 'authtoken'") != [(0,)]
 
-    manage(environment(tmp_path, "secure_delete_off"), "migrate", "--noinput")
+        manage(environment(tmp_path, "secure_delete_off"), "migrate", "--noinput")
 
-    assert query("SELECT name FROM sqlite_master WHERE name LIKE 'authtoken%'") == []
-    assert query("SELECT name FROM django_migrations WHERE app = 'authtoken'") == []
-    files = sorted(database.parent.glob("db.sqlite3*"))
-    assert [f for f in files if token.encode() in f.read_bytes()] == [], "token left in a file"
+        assert query("SELECT name FROM sqlite_master WHERE name LIKE 'authtoken%'") == []
+        assert query("SELECT name FROM django_migrations WHERE app = 'authtoken'") == []
+        files = sorted(database.parent.glob("db.sqlite3*"))  # the WAL too
+        assert [f for f in files if token.encode() in f.read_bytes()] == [], "token left"
 
 
 @pytest.mark.postgres
