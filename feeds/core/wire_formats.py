@@ -21,7 +21,7 @@ from urllib.parse import parse_qs
 
 import msgpack
 
-from feeds.core import protocol
+from feeds.core import parsing, protocol
 from feeds.core.protocol import ErrorCode, ProtocolError
 
 FORMAT_PARAMETER = "format"
@@ -111,10 +111,10 @@ def choose(query_string: bytes) -> tuple[WireFormat, str | None]:
 def parse_frame(wire: WireFormat, text: str | None, data: bytes | None) -> protocol.Request:
     """A client frame as a request: JSON text always, MessagePack binary on a msgpack connection."""
     if text is not None:
-        return protocol.parse_client_frame(text)
+        return parsing.parse_client_frame(text)
     if wire is not MSGPACK:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "binary frames are not part of the protocol")
-    return protocol.parse_request(decode_msgpack(data or b""))
+    return parsing.parse_request(decode_msgpack(data or b""))
 
 
 def _text_keyed(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from feeds.core import protocol
+from feeds.core import parsing, protocol
 from feeds.core.protocol import CloseCode, ErrorCode, ProtocolError, RequestId
 from feeds.deliver.resume import Resume, Since
 
@@ -118,7 +118,7 @@ def check_subscribe(
         symbols += tuple(sorted(s for s in covered if s not in active))
         active = covered | active
         if request.since is not None:
-            protocol.check_since(request.since, symbols, request.id)
+            parsing.check_since(request.since, symbols, request.id)
     new = tuple(s for s in symbols if s not in subscribed)
     limit = limits.max_symbols
     if len(subscribed) + len(new) > limit:

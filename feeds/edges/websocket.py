@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from feeds.auth import peer, user_for_token
-from feeds.core import protocol, wire_formats
+from feeds.core import parsing, protocol, wire_formats
 from feeds.core.limits import TokenBucket
 from feeds.core.outbox import Outbox
 from feeds.core.protocol import CloseCode, ErrorCode, ProtocolError
@@ -215,7 +215,7 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
                 await self._handle(self.conn, request)
         except ProtocolError as exc:
             if exc.request_id is None and text is not None:
-                exc.request_id = protocol.readable_id(text)
+                exc.request_id = parsing.readable_id(text)
             if self.conn is None and exc.code is not ErrorCode.RATE_LIMITED:
                 await self._refuse(
                     ErrorCode.UNAUTHORIZED,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from feeds.core import protocol
+from feeds.core import parsing, protocol
 from feeds.core.engine import Quote
 from tests.schema import (
     ASYNCAPI_PATH,
@@ -180,7 +180,7 @@ def test_every_message_has_an_example():
 def test_every_example_is_valid(name, payload):
     if name in request_ops().values():
         check_request(payload)
-        parsed = protocol.parse_request(json.loads(json.dumps(payload)))  # the server takes it
+        parsed = parsing.parse_request(json.loads(json.dumps(payload)))  # the server takes it
         assert parsed.id == payload.get("id")
     else:
         assert server_message_types()[payload["type"]] == name
@@ -261,7 +261,7 @@ def test_requests_the_server_refuses_are_invalid_in_the_document_too(broken):
     with pytest.raises(AssertionError):
         check_request(broken)
     with pytest.raises(protocol.ProtocolError):
-        protocol.parse_request(broken)
+        parsing.parse_request(broken)
 
 
 # --- served ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import zlib
 import msgpack
 import pytest
 
-from feeds.core import protocol
+from feeds.core import parsing, protocol
 from feeds.core.engine import Quote
 from feeds.core.protocol import ErrorCode, Ping, ProtocolError, State, Subscribe
 from feeds.core.wire_formats import (
@@ -95,7 +95,7 @@ def test_a_msgpack_request_is_the_same_request_as_its_json():
     obj = {"op": "subscribe", "symbols": ["aapl", "MSFT"], "id": 4, "extra": [1, {"x": None}]}
     packed = parse_frame(MSGPACK, None, msgpack.packb(obj))
     text = json.dumps(obj)
-    assert packed == parse_frame(MSGPACK, text, None) == protocol.parse_client_frame(text)
+    assert packed == parse_frame(MSGPACK, text, None) == parsing.parse_client_frame(text)
     assert isinstance(packed, Subscribe)
     assert packed.symbols == ("AAPL", "MSFT")
     assert parse_frame(JSON, '{"op":"ping","id":1}', None) == Ping(1)

@@ -8,6 +8,7 @@ import pytest
 
 from feeds.core import protocol
 from feeds.core.engine import Quote
+from feeds.core.parsing import check_since, parse_client_frame, readable_id
 from feeds.core.protocol import (
     Auth,
     ErrorCode,
@@ -17,8 +18,6 @@ from feeds.core.protocol import (
     State,
     Subscribe,
     Unsubscribe,
-    parse_client_frame,
-    readable_id,
 )
 from tests.schema import QUOTE_FIELDS, check_message
 
@@ -242,7 +241,7 @@ def test_since_may_name_symbols_the_wildcard_covers_for_the_consumer_to_check():
     assert request.wildcard
     assert request.since == {"B": 1}
     with pytest.raises(ProtocolError) as info:
-        protocol.check_since(request.since, ("A",), 3)
+        check_since(request.since, ("A",), 3)
     assert info.value.code == BAD_REQUEST
     assert info.value.request_id == 3
     assert "B" in info.value.message

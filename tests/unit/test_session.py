@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from feeds.core import events, protocol
+from feeds.core import events, parsing, protocol
 from feeds.core.engine import Quote
 from feeds.core.limits import TokenBucket
 from feeds.core.outbox import Outbox
@@ -77,7 +77,7 @@ class Client:
         **fields: Any,
     ) -> list[dict[str, Any]]:
         """One subscribe, the store answering ``latest``; ``held``: quotes arriving meanwhile."""
-        request = protocol.parse_request({"op": "subscribe", "symbols": symbols, "id": 1, **fields})
+        request = parsing.parse_request({"op": "subscribe", "symbols": symbols, "id": 1, **fields})
         assert isinstance(request, protocol.Subscribe)
         known = {s: a for s, a in ACTIVE.items() if s in request.symbols}
         opening = self.session.plan_subscribe(
@@ -246,7 +246,7 @@ def test_since_in_the_same_epoch_replays_what_was_missed_and_says_recovered(alic
 def test_since_of_another_epoch_reads_no_ring_and_snapshots():
     client = Client()
     client.admit()
-    request = protocol.parse_request(
+    request = parsing.parse_request(
         {"op": "subscribe", "symbols": ["AAPL"], "since": {"AAPL": 3}, "epoch": "old", "id": 1}
     )
     opening = client.session.plan_subscribe(request, active={"AAPL": True}, visible=None)
