@@ -1,15 +1,24 @@
 #!/usr/bin/env python3
 """One entry point that needs only Python 3.11+: set up, then run the feed or its tests.
 
-    python3 run.py          # the feed on http://127.0.0.1:8000 (embedded default)
-    python3 run.py test     # the whole test suite
-    python3 run.py setup    # only make .venv/ and install the requirements
-    python3 run.py cluster  # a local scale-out cluster: Redis, runticker, two daphne
+    python3 run.py            # the feed on http://127.0.0.1:8000 (embedded default)
+    python3 run.py test       # the whole test suite (pytest arguments may follow)
+    python3 run.py setup      # only make .venv/ and install the locked requirements
+    python3 run.py lock       # after editing requirements*.txt: regenerate the *.lock files
+    python3 run.py lock --upgrade   # the same, moving every unpinned dependency to its newest
+    python3 run.py cluster    # a local scale-out cluster: Redis, runticker, two daphne
     python3 run.py bench SCENARIO ...   # a benchmark (bench/; `bench --help`)
-    python3 run.py PORT=9000 ...   (or set PORT / HOST in the environment)
+    python3 run.py help       # this text (also -h, --help)
+    python3 run.py PORT=9000  # the feed on another port (or set PORT / HOST in the environment)
 
-The first run makes .venv/ and installs the pinned requirements; later runs
-reuse it (and reinstall only when a requirements file changed). Only the
+The first run makes .venv/ and installs requirements-dev.lock (every runtime
+and test package, pinned with its hash) with `pip install --require-hashes`,
+then the client from client/ (editable); later runs reuse it and reinstall
+only when the lock changed. A .venv left half-made (no python, no pip, or an
+install that did not finish) is rebuilt. requirements.txt (the server) and
+requirements-dev.txt (tests) are the files to edit; `run.py lock` compiles
+them into requirements.lock, requirements-dev.lock and bench/requirements.lock
+with pip-tools, installed into a scratch environment of its own. Only the
 standard library is used until the virtual environment exists.
 """
 
@@ -17,8 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -27,39 +39,213 @@ from deploy.procs import daphne_command
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
-REQUIREMENTS = ROOT / "requirements-dev.txt"
+# Written only after a complete install: without it the .venv is half-made.
+STAMP = VENV / ".requirements.sha256"
+CLIENT = ROOT / "client"
+
+COMMANDS = ("test", "setup", "lock", "cluster", "bench")
+HELP = ("help", "-h", "--help")
+SETTABLE = ("HOST", "PORT")  # run.py PORT=9000
+
+
+class Lock:
+    """A lock file: compiled from human-edited inputs by pip-compile, installed with hashes."""
+
+    def __init__(
+        self, path: str, source: str, *, also: tuple[str, ...] = (), constraint: str | None = None
+    ) -> None:
+        self.path = ROOT / path
+        self.source = ROOT / source  # what pip-compile reads
+        self.inputs = [self.source, *(ROOT / name for name in also)]
+        self.constraint = None if constraint is None else ROOT / constraint
+
+    def inputs_digest(self) -> str:
+        """Of what the lock is made from: the requirements and constraints less their
+        comments, and the client's pyproject.toml (its dependencies)."""
+        files = [*self.inputs]
+        if self.constraint is not None:
+            files.append(self.constraint)
+        digest = hashlib.sha256()
+        for path in files:
+            text = path.read_text()
+            if path.suffix in (".txt", ".lock"):
+                lines = (re.sub(r"(^|\s)#.*", "", line).strip() for line in text.splitlines())
+                text = "\n".join(line for line in lines if line)
+            digest.update(text.encode() + b"\0")
+        return digest.hexdigest()
+
+    def recorded_digest(self) -> str | None:
+        match = re.search(r"^# inputs sha256: (\w+)$", self.path.read_text(), re.MULTILINE)
+        return match.group(1) if match else None
+
+
+RUNTIME_LOCK = Lock("requirements.lock", "requirements.txt")
+DEV_LOCK = Lock(
+    "requirements-dev.lock", "requirements-dev.txt",
+    also=("requirements.txt", "client/pyproject.toml"), constraint="requirements.lock",
+)
+BENCH_LOCK = Lock(
+    "bench/requirements.lock", "bench/requirements.txt", constraint="requirements-dev.lock"
+)
+LOCKS = (RUNTIME_LOCK, DEV_LOCK, BENCH_LOCK)  # in this order: each constrains the next
+
+# pip-compile and the pip it drives, for `run.py lock` (a scratch environment, never .venv).
+LOCK_TOOLS = ("pip==26.3", "pip-tools==7.7.0")
+PIP = ["-m", "pip", "--disable-pip-version-check"]
+
+
+def no_ensurepip() -> str:
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return (
+        f"marketfeed: this Python ({sys.executable}) has no working ensurepip, so it cannot make "
+        f"the virtual environment .venv/ with pip in it. On Debian or Ubuntu: "
+        f"apt install python3-venv (or {version}-venv for this {version}), then run this again."
+    )
+
+
+def make_venv(path: Path) -> None:
+    """A new virtual environment with pip at ``path``, or exit saying what the system lacks."""
+    try:
+        import ensurepip  # noqa: F401  (Debian ships it apart, in python3-venv)
+    except ImportError:
+        sys.exit(no_ensurepip())
+    try:
+        venv.EnvBuilder(with_pip=True).create(path)
+    except subprocess.CalledProcessError:
+        # Debian's stub ensurepip fails here, after python itself was copied in.
+        shutil.rmtree(path, ignore_errors=True)
+        sys.exit(no_ensurepip())
+
+
+def venv_problem() -> str | None:
+    """Why .venv cannot be used as it is, or None."""
+    if not PY.exists():
+        return "it has no python"
+    try:
+        subprocess.run([str(PY), "-c", "import pip"], check=True, capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return "its python or pip does not run"
+    if not STAMP.exists():
+        return "an earlier install did not finish"
+    return None
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 (run.py starts on any python3)
         sys.exit("marketfeed needs Python 3.11 or newer")
-    if not PY.exists():
-        print("creating .venv ...", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    inputs = sorted(ROOT.glob("requirements*.txt"))
-    install(REQUIREMENTS, inputs, VENV / ".requirements.sha256", "pinned requirements")
+    check_fresh(DEV_LOCK)
+    problem = venv_problem()
+    if problem is not None:
+        if VENV.exists():
+            print(f"rebuilding .venv ({problem}) ...", flush=True)
+            shutil.rmtree(VENV)
+        else:
+            print("creating .venv ...", flush=True)
+        make_venv(VENV)
+    install_locked(DEV_LOCK, STAMP, "the locked requirements", editable=CLIENT)
 
 
 def ensure_bench_requirements() -> None:
     """The benchmark's own packages (uvloop, matplotlib), installed on first use."""
-    wanted = ROOT / "bench" / "requirements.txt"
-    install(wanted, [wanted], VENV / ".bench-requirements.sha256", "the benchmark's pinned requirements")
+    stamp = VENV / ".bench-requirements.sha256"
+    install_locked(BENCH_LOCK, stamp, "the benchmark's locked requirements")
 
 
-def install(requirements: Path, inputs: list[Path], stamp: Path, what: str) -> None:
-    """pip install -r ``requirements``, unless ``inputs`` are unchanged since the last time."""
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in inputs)).hexdigest()
-    if not stamp.exists() or stamp.read_text() != digest:
-        print(f"installing {what} ...", flush=True)
-        subprocess.run(
-            [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(requirements)],
-            check=True,
+def check_fresh(lock: Lock) -> None:
+    """Stop when an input changed after the lock was made: the lock would lack the change."""
+    if not lock.path.exists() or lock.recorded_digest() != lock.inputs_digest():
+        inputs = ", ".join(str(p.relative_to(ROOT)) for p in lock.inputs)
+        sys.exit(
+            f"marketfeed: {lock.path.relative_to(ROOT)} is older than its inputs ({inputs}): "
+            f"run `python3 run.py lock` (then commit the .lock files)"
         )
-        stamp.write_text(digest)
+
+
+def install_locked(lock: Lock, stamp: Path, what: str, *, editable: Path | None = None) -> None:
+    """pip install --require-hashes -r ``lock`` (then ``editable``), unless done already."""
+    check_fresh(lock)
+    sources = [lock.path] + ([editable / "pyproject.toml"] if editable else [])
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    print(f"installing {what} ...", flush=True)
+    stamp.unlink(missing_ok=True)  # until the install below completes, this .venv is half-made
+    quiet = [*PIP, "install", "--quiet"]
+    subprocess.run([str(PY), *quiet, "--require-hashes", "-r", str(lock.path)], check=True)
+    if editable is not None:
+        # A local path has no hash to check, so it comes apart from the lock, without
+        # dependencies (the lock has them) and built with the locked setuptools.
+        subprocess.run(
+            [str(PY), *quiet, "--no-deps", "--no-build-isolation", "-e", str(editable)], check=True
+        )
+    stamp.write_text(digest)
+
+
+def lock(args: list[str]) -> int:
+    """Compile requirements*.txt into the .lock files with pip-compile --generate-hashes."""
+    upgrade = "--upgrade" in args
+    version = f"{sys.version_info.major}{sys.version_info.minor}"
+    tools = Path(tempfile.gettempdir()) / f"marketfeed-lock-tools-py{version}"
+    compile_ = tools / "bin" / "pip-compile"
+    tools_stamp = tools / "tools.txt"
+    wanted = " ".join(LOCK_TOOLS)
+    if not (compile_.exists() and tools_stamp.exists() and tools_stamp.read_text() == wanted):
+        print(f"installing {' and '.join(LOCK_TOOLS)} into {tools} ...", flush=True)
+        shutil.rmtree(tools, ignore_errors=True)
+        make_venv(tools)
+        tools_py = str(tools / "bin" / "python")
+        subprocess.run([tools_py, *PIP, "install", "--quiet", *LOCK_TOOLS], check=True)
+        tools_stamp.write_text(wanted)
+    env = dict(os.environ, CUSTOM_COMPILE_COMMAND="python3 run.py lock")
+    for each in LOCKS:
+        print(f"locking {each.path.relative_to(ROOT)} ...", flush=True)
+        command = [
+            str(compile_), "--quiet", "--generate-hashes", "--allow-unsafe", "--strip-extras",
+            # The index and find-links of this machine's pip configuration stay out of the file.
+            "--no-emit-index-url", "--no-emit-find-links", "--no-emit-trusted-host",
+            "--output-file", str(each.path.relative_to(ROOT)),
+        ]
+        if upgrade:
+            command.append("--upgrade")
+        if each.constraint is not None:  # the same versions as the lock it builds on
+            command += ["--constraint", str(each.constraint.relative_to(ROOT))]
+        command.append(str(each.source.relative_to(ROOT)))
+        if subprocess.run(command, cwd=ROOT, env=env).returncode:
+            return 1
+        finish_lock(each)
+    names = ", ".join(str(each.path.relative_to(ROOT)) for each in LOCKS)
+    print(f"locked: commit {names}", flush=True)
+    return 0
+
+
+def finish_lock(each: Lock) -> None:
+    """Drop local path requirements (no hash; run.py installs them apart) and record the inputs."""
+    lines = each.path.read_text().splitlines()
+    kept: list[str] = []
+    skipping = False
+    for line in lines:
+        if line.startswith(("-e ", "file:")):
+            skipping = True  # the requirement and its "# via" lines
+            continue
+        if skipping and line.startswith("    "):
+            continue
+        skipping = False
+        kept.append(line)
+    # pip-compile warns about the path requirement just dropped.
+    dropped = ("# WARNING: pip install will require", "# Consider using a hashable URL")
+    kept = [line for line in kept if not line.startswith(dropped)]
+    header_end = next(i for i, line in enumerate(kept) if not line.startswith("#"))
+    kept = [line for line in kept[:header_end] if not line.startswith("# inputs sha256:")] + [
+        f"# inputs sha256: {each.inputs_digest()}",
+        *kept[header_end:],
+    ]
+    each.path.write_text("\n".join(kept) + "\n")
 
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PY), "manage.py", *args], cwd=ROOT, check=True, text=True, capture_output=True)
+    return subprocess.run(
+        [str(PY), "manage.py", *args], cwd=ROOT, check=True, text=True, capture_output=True
+    )
 
 
 def serve() -> int:
@@ -102,18 +288,37 @@ def test(args: list[str]) -> int:
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT)
 
 
-def main() -> int:
-    ensure_venv()
-    args = sys.argv[1:]
-    if args and args[0] == "test":
-        return test(args[1:])
-    if args and args[0] == "setup":
+def usage(problem: str | None = None) -> int:
+    """The module docstring: on stdout with status 0 when asked for, else on stderr with 2."""
+    if problem is None:
+        print(__doc__.strip())
         return 0
-    if args and args[0] == "cluster":
+    print(f"run.py: {problem}\n\n{__doc__.strip()}", file=sys.stderr)
+    return 2
+
+
+def main() -> int:
+    args = sys.argv[1:]
+    while args and args[0].partition("=")[0] in SETTABLE and "=" in args[0]:
+        name, _, value = args.pop(0).partition("=")
+        os.environ[name] = value
+    command = args[0] if args else None
+    if command in HELP:
+        return usage()
+    if command is not None and command not in COMMANDS:
+        return usage(f"unknown command {command!r}")
+    if command == "lock":
+        return lock(args[1:])
+    ensure_venv()
+    if command == "test":
+        return test(args[1:])
+    if command == "setup":
+        return 0
+    if command == "cluster":
         # exec, not a child: Ctrl-C must reach the cluster's own orderly shutdown.
         os.chdir(ROOT)
         os.execv(str(PY), [str(PY), "-m", "deploy.cluster", *args[1:]])
-    if args and args[0] == "bench":
+    if command == "bench":
         ensure_bench_requirements()
         os.chdir(ROOT)
         os.execv(str(PY), [str(PY), "-m", "bench", *args[1:]])
