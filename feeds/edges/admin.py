@@ -162,6 +162,15 @@ class InstrumentAdmin(ImportExportModelAdmin):
         row = getattr(obj, "_live_row", None)
         return row if row is not None else live_row(obj, None)
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The whole width for the table and its filters: beside the admin's
+        # navigation sidebar (the breadcrumbs lead everywhere it does) the
+        # columns would not fit a 1440 px screen.
+        extra_context = {**(extra_context or {}), "is_nav_sidebar_enabled": False}
+        return super().changelist_view(request, extra_context)
+
     def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
         changelist = super().get_changelist_instance(request)
         shown = list(changelist.result_list)  # evaluated once, and kept by the queryset

@@ -16,9 +16,11 @@ counted from the first row under the header.
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
+from django.utils.safestring import SafeString, mark_safe
 from import_export import fields, resources, widgets
 
 from feeds import services
@@ -75,6 +77,29 @@ class StrictBooleanWidget(widgets.BooleanWidget):
         return self.WORDS[text]
 
 
+class StylelessDiff(resources.Diff):
+    """The preview's changes as ``<ins>`` / ``<del>`` without the inline ``style``
+    attributes the CSP refuses (style-src 'self'); admin_ops.css colours them."""
+
+    def as_html(self) -> list[SafeString]:
+        return [mark_safe(re.sub(r' style="[^"]*"', "", html)) for html in super().as_html()]
+
+    def __init__(self, resource: Any, instance: Any, new: bool) -> None:
+        super().__init__(resource, instance, new)
+        self.left = self._shown(resource, instance)
+
+    def compare_with(self, resource: Any, instance: Any) -> None:
+        self.right = self._shown(resource, instance)
+
+    @staticmethod
+    def _shown(resource: Any, instance: Any) -> list[Any]:
+        """The values as the export writes them (prices to the tick), not the bare widgets'."""
+        fields_ = resource.get_import_fields()
+        if instance is None:
+            return ["" for _ in fields_]
+        return [resource.export_field(f, instance) for f in fields_]
+
+
 def _field(name: str, widget: widgets.Widget) -> fields.Field:
     return fields.Field(attribute=name, column_name=name, widget=widget)
 
@@ -102,9 +127,15 @@ class InstrumentResource(resources.ModelResource):
     def get_display_name(cls) -> str:
         return "Instruments"
 
+    def get_diff_class(self) -> type[resources.Diff]:
+        return StylelessDiff
+
     def dehydrate_reference_price(self, instrument: Instrument) -> str:
         """To the instrument's tick: ``278.50``."""
-        return price_text(instrument.reference_price, instrument.tick_size)
+        price, tick = instrument.reference_price, instrument.tick_size
+        if not isinstance(price, Decimal):
+            return ""
+        return price_text(price, tick) if isinstance(tick, Decimal) else plain_decimal(price)
 
     def import_data(self, dataset: Any, **kwargs: Any) -> Any:
         # One transaction, rolled back whole on any error or invalid row, on the

@@ -458,6 +458,9 @@ def test_importing_a_csv_previews_then_saves_every_row_and_tells_the_feed(
     previewed = preview(admin_client, csv_file(NVDA, AMZN, update_aapl))
     assert previewed.status_code == 200
     assert not Instrument.objects.filter(symbol__in=["NVDA", "AMZN"]).exists()  # a dry run
+    shown = previewed.content.decode()
+    assert "<ins>181.40</ins>" in shown  # what changes, marked without inline styles (CSP)
+    assert re.findall(r"\sstyle=", shown) == []
     layer, channel = control_messages()
     with django_capture_on_commit_callbacks(execute=True):
         done = confirm(admin_client, previewed)
@@ -575,3 +578,14 @@ def test_importing_needs_add_and_change_rights_exporting_only_view(universe: dic
     page = http.get(CHANGELIST).content.decode()
     assert f'href="{EXPORT}' in page
     assert f'href="{IMPORT}"' not in page
+
+
+@pytest.mark.parametrize("url", [CHANGELIST, IMPORT, EXPORT, f"{CHANGELIST}?status=halted"])
+def test_the_operator_pages_need_nothing_the_csp_refuses(
+    admin_client: Client, universe: dict, url: str
+) -> None:
+    """No inline script, event handler or style attribute (script-src / style-src 'self')."""
+    page = admin_client.get(url).content.decode()
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []
+    assert re.findall(r"\son[a-z]+=", page) == []
+    assert re.findall(r"\sstyle=", page) == []

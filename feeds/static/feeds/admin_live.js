@@ -11,7 +11,7 @@
   const url = state.dataset.url;
   const intervalMs = Number(state.dataset.intervalMs) || 1000;
   const BACKOFF_CAP_MS = 30000;
-  const FLASH_MS = 700;
+  const FLASH_MS = 500;
 
   // pk -> {last: element, change: element, ...}
   const cells = new Map();
