@@ -290,6 +290,9 @@ if 60 % FEED_BARS_PERIOD_S:
     raise ImproperlyConfigured(
         f"FEED_BARS_PERIOD_S={FEED_BARS_PERIOD_S}: expected a divisor of 60 (60 in real use)"
     )
+# A starting ticker backfills this many days of bars for instruments with none in
+# them (feeds/publish/backfill.py; at most FEED_BARS_RETENTION_DAYS); 0: off.
+FEED_BACKFILL_DAYS = env_int("FEED_BACKFILL_DAYS", 2, minimum=0, maximum=30)
 
 # --- entitlements (PROTOCOL.md "Entitlements"; feeds/entitlements.py) ---
 # On: a user sees only the instruments of the exchanges and asset classes

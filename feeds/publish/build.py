@@ -10,6 +10,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from feeds import services
+from feeds.publish.backfill import Backfill
 from feeds.publish.store import get_store
 from feeds.publish.ticker import Ticker
 
@@ -25,4 +26,5 @@ def build_ticker(fence: str | None = None) -> Ticker:
         time_scale=settings.FEED_TIME_SCALE,
         reload_interval_s=settings.FEED_RELOAD_INTERVAL_S,
         fence=fence,
+        backfill=Backfill.from_settings(),
     )

@@ -34,6 +34,7 @@ from feeds.core import engine, events, protocol
 from feeds.core.engine import InstrumentSpec, MarketState
 from feeds.core.groups import SERVERS_CONTROL_GROUP, TICKER_CONTROL_GROUP, group_for_symbol
 from feeds.core.protocol import State
+from feeds.publish.backfill import Backfill
 from feeds.publish.bar_writer import BarWriter
 from feeds.publish.outage import DATABASE, STORE, outage
 from feeds.publish.store import Fenced, QuoteStore
@@ -82,6 +83,7 @@ class Ticker:
         clock: Callable[[], float] = time.time,
         fence: str | None = None,
         bars: BarWriter | None = None,
+        backfill: Backfill | None = None,
     ) -> None:
         self.layer = layer
         self.store = store
@@ -104,6 +106,8 @@ class Ticker:
         self.published = 0
         # One-minute bars of the trades (feeds.core.bars), stored in batches by their own task.
         self.bars = bars or BarWriter.from_settings()
+        # History for instruments without recent bars, made beside the live stream at start.
+        self.backfill = backfill
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -119,6 +123,11 @@ class Ticker:
             asyncio.create_task(self._poll_loop(), name="ticker-poll"),
             asyncio.create_task(self.bars.run(), name="ticker-bars"),
         ]
+        if self.backfill is not None:  # each history ends on the price its book starts at
+            starts = [(book.spec, book.state) for book in self.books.values()]
+            self._tasks.append(asyncio.create_task(self.backfill.run(
+                starts, seed=self.seed, time_scale=self.time_scale, now=self.clock()
+            ), name="ticker-backfill"))
         logger.info("ticker started: %d instruments, seed %d", len(self.books), self.seed)
 
     async def stop(self) -> None:
@@ -126,6 +135,8 @@ class Ticker:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.backfill is not None:
+            await self.backfill.close()
         await self.bars.close()  # the bars since the last flush
         if self._control_channel is not None:
             try:

@@ -1,0 +1,232 @@
+"""History from the first second: the ticker backfills missing bars, beside the live stream.
+
+When the ticker starts, every instrument with no bar stored in the last
+``FEED_BACKFILL_DAYS`` (a new database; a feed that was off for longer) gets
+that much history of one-minute bars (``FEED_BARS_PERIOD_S`` each with the
+test knob), made by the price process itself (``feeds.core.backfill``) and
+ending exactly at the price the live ticker starts from. So the chart and
+``GET /api/bars/`` have two days of history at once, not after two days.
+
+Simulating the 60 default instruments' 172,800 bars and storing them takes
+seconds, so it runs in a worker thread of its own (never the thread Django's
+views share), after the ticker has started publishing: the live stream does
+not wait for it. It is one batched write in one transaction:
+
+- on SQLite, multi-row ``INSERT`` statements of as many rows as its limit
+  on bound parameters allows: the library's own (32,766 by default since
+  SQLite 3.32, 250,000 in Debian's build; not the 999 Django assumes), up to
+  65,535: 22 statements of 8,191 rows for 172,800 rows;
+- on PostgreSQL, one ``INSERT ... SELECT FROM unnest(...)`` of eight array
+  parameters, one per column: psycopg parses a statement's placeholders in
+  Python, so 1.4 million of them cost more than the rest of the backfill.
+
+``bulk_create`` would prepare every value through the ORM's field methods:
+about four times the CPU of all this (measured, docs/PROTOCOL.md "Bars"),
+with SQLite's write lock held meanwhile. It never overwrites a row (``OR
+IGNORE``, ``ON CONFLICT DO NOTHING``): a restart finds the bars and
+backfills nothing, and the live writer's bars start after the backfilled
+ones. Under ``runticker`` only the leader runs a ticker, so only it backfills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
+from django.db.models.constants import OnConflict
+
+from feeds import models
+from feeds.core.backfill import history, periods
+from feeds.core.bars import Bar
+from feeds.core.engine import InstrumentSpec, MarketState
+from feeds.publish.bar_writer import FINAL_FLUSH_TIMEOUT_S
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("instrument", "start", "open", "high", "low", "close", "volume", "trades")
+MAX_PARAMETERS = 65_535  # PostgreSQL's protocol counts bind parameters in 16 bits
+
+Start = tuple[InstrumentSpec, MarketState]
+
+
+def _moment(start_s: int) -> datetime:
+    return datetime.fromtimestamp(start_s, tz=UTC)
+
+
+def rows_per_statement() -> int:
+    """As many rows as one statement may bind on this database."""
+    connection.ensure_connection()
+    limit = connection.features.max_query_params or MAX_PARAMETERS
+    if connection.vendor == "sqlite":  # Django assumes 999; ask the library itself
+        limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return max(1, min(limit, MAX_PARAMETERS) // len(COLUMNS))
+
+
+def unnest_sql() -> str:
+    """PostgreSQL: one ``INSERT`` of every bar, from one array parameter per column."""
+    meta = models.Bar._meta
+    fields = [meta.get_field(name) for name in COLUMNS]
+    names = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in fields)
+    return (
+        f"INSERT INTO {connection.ops.quote_name(meta.db_table)} ({names}) "
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING"
+    )
+
+
+def insert_sql(rows: int) -> str:
+    """An ``INSERT`` of ``rows`` bars that skips a bar already stored, on this database."""
+    ops, meta = connection.ops, models.Bar._meta
+    fields = [meta.get_field(name) for name in COLUMNS]
+    names = ", ".join(ops.quote_name(field.column) for field in fields)
+    values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * rows)
+    suffix = ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)
+    return (
+        f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {ops.quote_name(meta.db_table)} "
+        f"({names}) VALUES {values} {suffix}"
+    ).rstrip()
+
+
+def parameters(bars: list[Bar], ids: dict[str, int]) -> list[tuple[Any, ...]]:
+    """Each bar's row for ``insert_sql()``, adapted as the ORM would for this database."""
+    ops = connection.ops
+    moments: dict[int, Any] = {}  # every instrument has the same starts: adapt each once
+    price = ops.adapt_decimalfield_value
+    rows = []
+    for bar in bars:
+        moment = moments.get(bar.start)
+        if moment is None:
+            moment = moments[bar.start] = ops.adapt_datetimefield_value(_moment(bar.start))
+        rows.append((
+            ids[bar.symbol], moment,
+            # repr() is the float's shortest text: the price on its tick grid, as the writer stores
+            price(Decimal(repr(bar.open))), price(Decimal(repr(bar.high))),
+            price(Decimal(repr(bar.low))), price(Decimal(repr(bar.close))),
+            bar.volume, bar.trades,
+        ))
+    return rows
+
+
+class Backfill:
+    """Backfills the instruments without recent bars, once, when the ticker starts."""
+
+    def __init__(self, *, days: int, period_s: int) -> None:
+        self.days = days
+        self.count = periods(days)  # bars per instrument
+        self.period_s = period_s
+        self.done = asyncio.Event()  # set when it finished, wrote nothing, or failed
+        self.written = 0  # rows stored
+        self.seconds = 0.0  # how long it took, start to commit
+        self.until = 0  # the first live period: the history ends before it
+        self._abandon = threading.Event()
+        self._work: asyncio.Future[int] | None = None
+
+    @classmethod
+    def from_settings(cls) -> Backfill | None:
+        """The backfill ``FEED_BACKFILL_DAYS`` asks for; None when it is 0 (off)."""
+        from django.conf import settings
+
+        days = settings.FEED_BACKFILL_DAYS
+        if settings.FEED_BARS_RETENTION_DAYS:  # no history the retention would delete at once
+            days = min(days, settings.FEED_BARS_RETENTION_DAYS)
+        return cls(days=days, period_s=settings.FEED_BARS_PERIOD_S) if days else None
+
+    async def run(
+        self, starts: Sequence[Start], *, seed: int, time_scale: float, now: float
+    ) -> int:
+        """Backfill in a worker thread; returns the rows written. Failures are logged, not raised.
+
+        ``starts`` are the live books' first states: each history ends on its price.
+        """
+        fill = database_sync_to_async(self.fill, thread_sensitive=False)
+        self._work = asyncio.ensure_future(
+            fill(list(starts), seed=seed, time_scale=time_scale, now=now)
+        )
+        try:
+            self.written = await asyncio.shield(self._work)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("bars: the backfill failed; the chart starts with the live bars")
+        finally:
+            self.done.set()
+        return self.written
+
+    async def close(self) -> None:
+        """Stop simulating; wait (bounded) for a write already under way."""
+        self._abandon.set()
+        if self._work is None or self._work.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._work), FINAL_FLUSH_TIMEOUT_S)
+        except Exception:  # logged by run(), or still writing: the transaction ends it
+            pass
+
+    def fill(self, starts: list[Start], *, seed: int, time_scale: float, now: float) -> int:
+        """Synchronous, for a worker thread: find who lacks history, simulate it, store it."""
+        began = time.perf_counter()
+        self.until = until = int(now) // self.period_s * self.period_s  # live bars start here
+        since = until - self.count * self.period_s
+        ids = dict(
+            models.Instrument.objects.filter(
+                symbol__in=[spec.symbol for spec, _ in starts]
+            ).values_list("symbol", "id")
+        )
+        # One seek per instrument on the (instrument, start) index, however many bars there are.
+        in_window = models.Bar.objects.filter(
+            instrument=OuterRef("pk"), start__gte=_moment(since), start__lt=_moment(until)
+        )
+        recent = set(
+            models.Instrument.objects.filter(id__in=ids.values())
+            .filter(Exists(in_window))
+            .values_list("id", flat=True)
+        )
+        wanted = [
+            (spec, state) for spec, state in starts
+            if spec.symbol in ids and ids[spec.symbol] not in recent
+        ]
+        bars: list[Bar] = []
+        for spec, state in wanted:
+            if self._abandon.is_set():
+                return 0
+            bars += history(
+                spec, state, seed=seed, count=self.count, period_s=self.period_s,
+                time_scale=time_scale, until_s=until,
+            )
+        if not bars or self._abandon.is_set():
+            return 0
+        rows = parameters(bars, ids)
+        simulated = time.perf_counter()
+        self.write(rows)
+        self.seconds = time.perf_counter() - began
+        logger.info(
+            "bars: backfilled %d instruments with %d periods each, %d bars, in %.1f s "
+            "(%.1f s simulating, %.1f s writing)",
+            len(wanted), self.count, len(rows), self.seconds, simulated - began,
+            self.seconds - (simulated - began),
+        )
+        return len(rows)
+
+    @staticmethod
+    def write(rows: list[tuple[Any, ...]]) -> None:
+        """The one batched write: in one transaction, as few statements as the database allows."""
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute(unnest_sql(), [list(column) for column in zip(*rows, strict=True)])
+                return
+            size = rows_per_statement()
+            full = insert_sql(size)
+            for at in range(0, len(rows), size):
+                chunk = rows[at : at + size]
+                sql = full if len(chunk) == size else insert_sql(len(chunk))
+                cursor.execute(sql, [value for row in chunk for value in row])
