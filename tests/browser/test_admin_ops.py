@@ -33,6 +33,8 @@ def operator(chromium, server, token):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Chromium reports each thing the CSP refused (an inline script, handler or style) here.
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security" in msg.text else 0)
     page.goto(f"{server.url}/admin/login/?next={CHANGELIST}")
     page.fill("#id_username", USERNAME)
     page.fill("#id_password", PASSWORD)
@@ -41,7 +43,7 @@ def operator(chromium, server, token):
     expect(page.locator("#live-state")).to_have_attribute("data-state", "live")
     yield page
     context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    assert not errors, f"uncaught errors or CSP violations in the page: {errors}"
 
 
 def row(page, symbol: str):
@@ -144,6 +146,7 @@ def test_every_field_of_the_changelist_has_a_label(operator):
 
 def test_an_imported_instrument_ticks_in_the_running_feed(operator):
     page = operator
+    changelist = page.url
     csv = (
         "symbol,name,exchange,asset_class,currency,tick_size,lot_size,reference_price,"
         "volatility,quote_rate,active\n"
@@ -155,16 +158,23 @@ def test_an_imported_instrument_ticks_in_the_running_feed(operator):
         {"name": "new.csv", "mimeType": "text/csv", "buffer": csv.encode()},
     )
     page.get_by_role("button", name="Submit").click()
+    expect(page.locator("#content")).to_contain_text("Below is a preview")
     expect(page.locator("table.import-preview")).to_contain_text("OPSTEST")
     page.get_by_role("button", name="Confirm import").click()
     expect(page.locator(".messagelist")).to_contain_text("1 new")
     try:
-        page.goto(f"{page.url.split('?')[0]}?q=OPSTEST")
+        page.goto(f"{changelist}?q=OPSTEST")
         expect(row(page, "OPSTEST").locator("td.field-reference")).to_have_text("42.50")
         # Quoted by the running ticker: a price on its 0.05 grid, no reload needed.
         expect(live(page, "OPSTEST", "last")).to_have_text(re.compile(r"^\d+\.\d[05]$"))
+        # And out again: the export of the filtered list, prices to the tick.
+        page.get_by_role("link", name="Export").click()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Submit").click()
+        exported = Path(download.value.path()).read_text()
+        assert "OPSTEST,Operations Test Corp.,XNAS,equity,USD,0.05,100,42.50," in exported
     finally:
-        page.goto(f"{page.url.split('?')[0]}?q=OPSTEST")
+        page.goto(f"{changelist}?q=OPSTEST")
         run_action(page, ["OPSTEST"], "delete_selected")
         page.get_by_role("button", name=re.compile("Yes")).click()
         expect(page.locator(".messagelist")).to_contain_text("Successfully deleted 1")
