@@ -25,8 +25,11 @@ from types import SimpleNamespace
 import pytest
 import redis
 import websockets
+from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from feeds.core.groups import SERVERS_CONTROL_GROUP, TICKER_CONTROL_GROUP, group_for_symbol
+from feeds.edges.health import probe_groups
 from marketfeed.localredis import LocalRedis, LocalRedisError
 from tests.redis.cluster import cluster_env, running_cluster
 from tests.schema import decode_frame
@@ -99,8 +102,11 @@ class Watcher:
             self.arrived.set()
 
 
-async def until(condition, arrived: asyncio.Event, tasks, seconds: float) -> None:
-    """Wait for ``condition()``, re-checked on every message; a watcher that failed says why."""
+async def until(condition, arrived: asyncio.Event, tasks, seconds: float, what) -> None:
+    """Wait for ``condition()``, re-checked on every message; ``what()`` says what did not come.
+
+    A watcher that failed says why.
+    """
 
     async def wait() -> None:
         while not condition():
@@ -110,7 +116,10 @@ async def until(condition, arrived: asyncio.Event, tasks, seconds: float) -> Non
                 if task.done() and task.exception() is not None:
                     task.result()
 
-    await asyncio.wait_for(wait(), timeout(seconds))
+    try:
+        await asyncio.wait_for(wait(), timeout(seconds))
+    except TimeoutError:
+        pytest.fail(f"not within {timeout(seconds):g} s: {what()}", pytrace=False)
 
 
 def groups_on(url: str, layer: str) -> dict[str, int]:
@@ -166,6 +175,24 @@ def test_a_bad_layer_url_stops_start_up_with_one_line_naming_it(value, says, tmp
     ), result.stderr
 
 
+@pytest.mark.parametrize("backend", [RedisPubSubChannelLayer, RedisChannelLayer])
+async def test_healthz_probes_a_group_on_every_redis_of_the_layer(backend):
+    # No server is contacted: which host a name goes to is the layer's own arithmetic.
+    # A channels-redis upgrade that hid it would leave /healthz checking one host.
+    for size in range(1, 6):
+        layer = backend(hosts=[f"redis://127.0.0.1:{6379 + i}/0" for i in range(size)])
+        groups = probe_groups(layer)
+        if backend is RedisChannelLayer:
+            hosts = {layer.consistent_hash(group) for group in groups}
+        else:
+            loop_layer = layer._get_layer()
+            hosts = {
+                id(loop_layer._get_shard(loop_layer._get_group_channel_name(group)))
+                for group in groups
+            }
+        assert (len(groups), len(hosts)) == (size, size), groups
+
+
 @pytest.mark.redis
 @pytest.mark.live
 async def test_everything_sent_over_a_sharded_layer_arrives_on_both_servers(sharded):
@@ -178,7 +205,10 @@ async def test_everything_sent_over_a_sharded_layer_arrives_on_both_servers(shar
             a, b = (w.quotes for w in watchers)
             return {s: set(a[s]) & set(b[s]) for s in SYMBOLS}
 
-        await until(lambda: all(common().values()), arrived, tasks, 30)
+        await until(
+            lambda: all(common().values()), arrived, tasks, 30,
+            lambda: f"a seq seen on both servers for every symbol: {common()}",
+        )
         for symbol, seqs in common().items():
             for seq in seqs:
                 assert watchers[0].quotes[symbol][seq] == watchers[1].quotes[symbol][seq]
@@ -198,7 +228,7 @@ async def test_everything_sent_over_a_sharded_layer_arrives_on_both_servers(shar
         # /healthz checks the layer on every Redis it spans.
         for server in sharded.servers:
             status, body = await asyncio.to_thread(healthz, server.url)
-            assert (status, body["channel_layer"]) == (200, "ok"), body
+            assert (status, body["channel_layer"]) == (200, "ok"), (body, server.log[-10:])
 
         # A halt from a shell: the ticker's control group, then each symbol's own group.
         halt = (
@@ -208,7 +238,8 @@ async def test_everything_sent_over_a_sharded_layer_arrives_on_both_servers(shar
         )
         await asyncio.to_thread(manage, sharded.env, "shell", "--no-imports", "-c", halt)
         await until(
-            lambda: all(w.halted >= set(HALTED) for w in watchers), arrived, tasks, 10
+            lambda: all(w.halted >= set(HALTED) for w in watchers), arrived, tasks, 10,
+            lambda: f"{HALTED} halted on both servers: {[w.halted for w in watchers]}",
         )
 
         # An operator disables the user in a shell: the servers' control group closes both.
@@ -222,6 +253,7 @@ async def test_everything_sent_over_a_sharded_layer_arrives_on_both_servers(shar
         await until(
             lambda: all(w.close_code is not None for w in watchers), arrived, tasks,
             REVOKED_WITHIN_S,
+            lambda: f"both closed: codes {[w.close_code for w in watchers]}",
         )
         for w in watchers:
             assert (w.close_code, w.errors) == (4401, ["unauthorized"])
@@ -233,4 +265,6 @@ async def test_everything_sent_over_a_sharded_layer_arrives_on_both_servers(shar
     sharded.redis[1].stop()
     for server in sharded.servers:
         status, body = await asyncio.to_thread(healthz, server.url)
-        assert (status, body["channel_layer"], body["store"]) == (503, "unavailable", "ok"), body
+        assert (status, body["channel_layer"], body["store"]) == (503, "unavailable", "ok"), (
+            body, server.log[-10:]
+        )
