@@ -93,7 +93,8 @@ class Lines:
 
 @contextlib.contextmanager
 def sentinel_group(
-    *, master_name: str = "mymaster", sentinel_command: list[str] | None = None
+    *, master_name: str = "mymaster", sentinel_command: list[str] | None = None,
+    down_after_ms: int = 1000,
 ) -> Iterator[tuple[LocalRedis, LocalRedis, LocalSentinel, Lines]]:
     """A master, a replica of it and one sentinel (quorum 1) on free ports.
 
@@ -117,7 +118,7 @@ def sentinel_group(
         assert synced is not None, "the replica did not sync:\n" + "\n".join(replica_lines.lines)
         sentinel = stack.enter_context(LocalSentinel(
             master.port, master_name=master_name, command=sentinel_command,
-            start_timeout=start, on_line=sentinel_lines,
+            down_after_ms=down_after_ms, start_timeout=start, on_line=sentinel_lines,
         ))
         # "+slave slave 127.0.0.1:PORT ...": the sentinel found the replica in the master's INFO.
         address = f" {replica.host}:{replica.port} "
