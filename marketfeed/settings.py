@@ -144,10 +144,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer and quote store ------------------------------------------------
 
 REDIS_URL = env_redis_url("REDIS_URL")
-# Redis behind Sentinel (marketfeed/redis_sentinel.py, docs/DEPLOY.md "Redis
-# Sentinel"): REDIS_SENTINELS=host:port,... selects the scale-out layout by
-# itself and the layer, store, lease and cache follow the master Sentinel names
-# for REDIS_SENTINEL_MASTER. REDIS_URL then reads redis://[auth@]<master name>/<db>.
+# REDIS_SENTINELS=host:port,...: the layer, store, lease and cache on the master Sentinel names
+# (marketfeed/redis_sentinel.py); REDIS_URL then reads redis://[auth@]<master name>/<db>.
 REDIS_SENTINEL, REDIS_URL = sentinel_settings(REDIS_URL)
 # Which channels-redis layer carries quotes between processes: "pubsub"
 # (RedisPubSubChannelLayer, the default) or "core" (RedisChannelLayer).
@@ -170,11 +168,8 @@ REDIS_LAYER_URLS = _layer_urls or ([REDIS_URL] if REDIS_URL else [])
 if REDIS_URL:
     # redis-py 8 defaults to a 5 s socket timeout, equal to the layers' blocking
     # read timeout, and caps a pool at 100 connections (docs/STACK.md, "Redis timeouts").
-    _redis_host = {
-        **(REDIS_SENTINEL or {"address": REDIS_URL}),
-        "socket_timeout": None,
-        "max_connections": 1000,
-    }
+    _redis_host = {**(REDIS_SENTINEL or {"address": REDIS_URL}),
+                   "socket_timeout": None, "max_connections": 1000}
     _layer_hosts = [
         {"address": url, "socket_timeout": None, "max_connections": 1000} for url in _layer_urls
     ] or [_redis_host]
