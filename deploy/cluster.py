@@ -172,6 +172,8 @@ class Cluster:
         env = self._child_env(self._redis_url())
         self.say(f"database: {describe_database(env)}")
         self._setup_step(env, "migrate", "--noinput")
+        # As a release does (docs/DEPLOY.md "Static files"): the page's files under hashed names.
+        self._setup_step(env, "collectstatic", "--noinput")
         # As run.py: a random password generated on the first run, kept (0600) and reused.
         password_file = demo_password_file(env)
         output = self._setup_step(
@@ -230,6 +232,7 @@ class Cluster:
         env = dict(os.environ, REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
         # One ticker, the runticker child: an embedded one per daphne would publish twice.
         env["FEED_TICKER"] = "external"
+        env.setdefault("STATIC_MANIFEST", "1")  # served from what collectstatic wrote
         env.setdefault("DJANGO_SETTINGS_MODULE", "marketfeed.settings")
         return env
 
