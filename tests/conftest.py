@@ -18,7 +18,7 @@ def _fresh_feed_state(settings):
     """No embedded ticker in-process; a new layer and store per test."""
     from channels.layers import channel_layers
 
-    from feeds.publish.store import reset_store
+    from feeds.publish.build import reset_store
 
     settings.FEED_TICKER = "off"
     channel_layers.backends.clear()

@@ -36,8 +36,8 @@ from feeds.deliver import server
 from feeds.deliver.hub import Hub
 from feeds.deliver.server import AsgiSend
 from feeds.deliver.session import Phase
-from feeds.publish.build import build_ticker
-from feeds.publish.store import QuoteStore, get_store
+from feeds.publish.build import build_ticker, get_store
+from feeds.publish.store import QuoteStore
 from feeds.publish.ticker import Ticker
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from asgiref.sync import async_to_sync
 
 from feeds.models import Instrument
-from feeds.publish.store import get_store
+from feeds.publish.build import get_store
 
 NONE = "—"
 MINUS = "\u2212"  # as wide as "+" in tabular figures

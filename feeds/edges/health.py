@@ -37,7 +37,7 @@ from feeds.auth import user_for_token
 from feeds.core import events
 from feeds.deliver import server
 from feeds.deliver.process import feed_process
-from feeds.publish.store import get_store
+from feeds.publish.build import get_store
 
 logger = logging.getLogger(__name__)
 

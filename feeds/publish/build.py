@@ -1,4 +1,4 @@
-"""``build_ticker()``: a ``Ticker`` wired to this process's settings, layer, store and database.
+"""The process's publishing parts built from its settings: its quote store and its ticker.
 
 ``runticker`` (through its leader lease) and the embedded default both use it.
 """
@@ -11,7 +11,8 @@ from django.conf import settings
 
 from feeds import services
 from feeds.publish.backfill import Backfill
-from feeds.publish.store import get_store
+from feeds.publish.redis_store import RedisStore
+from feeds.publish.store import MemoryStore, QuoteStore
 from feeds.publish.ticker import Ticker
 
 
@@ -28,3 +29,26 @@ def build_ticker(fence: str | None = None) -> Ticker:
         fence=fence,
         backfill=Backfill.from_settings(),
     )
+
+
+_store: QuoteStore | None = None
+
+
+def get_store() -> QuoteStore:
+    """The process's store, built from settings on first use."""
+    global _store
+    if _store is None:
+        if settings.REDIS_URL:
+            _store = RedisStore(
+                settings.REDIS_URL, lease_s=settings.FEED_LEASE_S, ring=settings.FEED_RESUME_RING,
+                sentinel=settings.REDIS_SENTINEL,
+            )
+        else:
+            _store = MemoryStore(ring=settings.FEED_RESUME_RING)
+    return _store
+
+
+def reset_store() -> None:
+    """Forget the process's store (tests start each case with a fresh one)."""
+    global _store
+    _store = None

@@ -174,28 +174,3 @@ class MemoryStore:
         return None
 
 
-_store: QuoteStore | None = None
-
-
-def get_store() -> QuoteStore:
-    """The process's store, built from settings on first use."""
-    global _store
-    if _store is None:
-        from django.conf import settings
-
-        if settings.REDIS_URL:
-            from feeds.publish.redis_store import RedisStore
-
-            _store = RedisStore(
-                settings.REDIS_URL, lease_s=settings.FEED_LEASE_S, ring=settings.FEED_RESUME_RING,
-                sentinel=settings.REDIS_SENTINEL,
-            )
-        else:
-            _store = MemoryStore(ring=settings.FEED_RESUME_RING)
-    return _store
-
-
-def reset_store() -> None:
-    """Forget the process's store (tests start each case with a fresh one)."""
-    global _store
-    _store = None

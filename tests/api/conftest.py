@@ -17,7 +17,7 @@ from feeds.auth import issue_token
 from feeds.core.engine import Quote
 from feeds.core.protocol import encode_quote
 from feeds.models import Instrument
-from feeds.publish.store import get_store, reset_store
+from feeds.publish.build import get_store, reset_store
 
 
 @pytest.fixture(autouse=True)

@@ -24,7 +24,7 @@ from django.test import Client
 from feeds.core import events
 from feeds.core.groups import TICKER_CONTROL_GROUP
 from feeds.models import Instrument
-from feeds.publish.store import get_store
+from feeds.publish.build import get_store
 from tests.api.conftest import MakeInstrument, PutQuote
 from tests.timeouts import timeout
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from feeds.edges import health
-from feeds.publish import store
+from feeds.publish import build, store
 
 ALL_OK = {"status": "ok", "database": "ok", "channel_layer": "ok", "store": "ok"}
 
@@ -50,7 +50,7 @@ class SilentStore(store.MemoryStore):
 def test_healthz_is_503_when_the_store_fails_and_says_nothing_more(
     client: Client, db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "_store", BrokenStore())
+    monkeypatch.setattr(build, "_store", BrokenStore())
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json() == {**ALL_OK, "status": "unavailable", "store": "unavailable"}
@@ -60,7 +60,7 @@ def test_healthz_is_503_when_the_store_fails_and_says_nothing_more(
 def test_healthz_is_503_when_the_store_does_not_answer_in_time(
     client: Client, db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store, "_store", SilentStore())
+    monkeypatch.setattr(build, "_store", SilentStore())
     monkeypatch.setattr(health, "CHECK_TIMEOUT_S", 0.01)
     response = client.get("/healthz")
     assert response.status_code == 503

@@ -366,9 +366,9 @@ class GatedStore(MemoryStore):
 
 @pytest.fixture
 def gated():
-    import feeds.publish.store
+    import feeds.publish.build
 
-    store = feeds.publish.store._store = GatedStore()
+    store = feeds.publish.build._store = GatedStore()
     return store
 
 

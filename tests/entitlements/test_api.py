@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from feeds.core.engine import Quote
 from feeds.core.protocol import encode_quote
-from feeds.publish.store import get_store, reset_store
+from feeds.publish.build import get_store, reset_store
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("entitlements_on")]
 

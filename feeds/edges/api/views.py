@@ -45,7 +45,7 @@ from feeds.edges.api.serializers import (
 )
 from feeds.entitlements import visible_instruments
 from feeds.models import Instrument
-from feeds.publish.store import get_store
+from feeds.publish.build import get_store
 
 logger = logging.getLogger(__name__)
 

@@ -21,10 +21,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from deploy.procs import port_number
 from feeds.deliver.process import freeze_startup_objects
 from feeds.edges.metrics import serve_leader_metrics
-from feeds.publish.build import build_ticker
+from feeds.publish.build import build_ticker, get_store
 from feeds.publish.leader import Leader
 from feeds.publish.redis_store import check_reachable
-from feeds.publish.store import get_store
 
 logger = logging.getLogger("feeds.publish.ticker")
 
