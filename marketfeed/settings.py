@@ -9,13 +9,13 @@ switches the database (PostgreSQL in production).
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from marketfeed.config import caches, channel_layers, local_secret_key, logging_config
 from marketfeed.env import (
     env_bool,
     env_float,
@@ -31,21 +31,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MARKETFEED_VAR_DIR", str(BASE_DIR / "var")))
 
 
-def _local_secret_key() -> str:
-    """A secret generated once per checkout and kept in var/, never shipped in the code."""
-    path = VAR_DIR / "secret_key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(50)
-        path.write_text(key)
-        path.chmod(0o600)
-        return key
-
-
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY") or _local_secret_key()
+SECRET_KEY = env_str("SECRET_KEY") or local_secret_key(VAR_DIR)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -165,39 +152,7 @@ if _layer_urls and not REDIS_URL:
         "REDIS_LAYER_URLS: set REDIS_URL as well (the quote store and the ticker lease live there)"
     )
 REDIS_LAYER_URLS = _layer_urls or ([REDIS_URL] if REDIS_URL else [])
-if REDIS_URL:
-    # redis-py 8 defaults to a 5 s socket timeout, equal to the layers' blocking
-    # read timeout, and caps a pool at 100 connections (docs/STACK.md, "Redis timeouts").
-    _redis_host = {**(REDIS_SENTINEL or {"address": REDIS_URL}),
-                   "socket_timeout": None, "max_connections": 1000}
-    _layer_hosts = [
-        {"address": url, "socket_timeout": None, "max_connections": 1000} for url in _layer_urls
-    ] or [_redis_host]
-    if REDIS_LAYER == "pubsub":
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-                "CONFIG": {"hosts": _layer_hosts},
-            }
-        }
-    else:
-        CHANNEL_LAYERS = {
-            "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
-                # One member per server process (the hub) takes every quote the
-                # process needs, so its queue is deep, and short-lived.
-                "CONFIG": {"hosts": _layer_hosts, "capacity": 10_000, "expiry": 10},
-            }
-        }
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            # Channels' in-memory layer without its per-message costs (feeds/publish/layers.py).
-            "BACKEND": "feeds.publish.layers.LocalChannelLayer",
-            # One member per server process (the hub), so a deep queue is cheap.
-            "CONFIG": {"capacity": 10_000},
-        }
-    }
+CHANNEL_LAYERS = channel_layers(REDIS_URL, REDIS_SENTINEL, REDIS_LAYER, _layer_urls)
 
 # --- the feed -------------------------------------------------------------------
 
@@ -299,19 +254,7 @@ FEED_ENTITLEMENTS = env_bool("FEED_ENTITLEMENTS", False)
 # Shared by every server process where it matters: failed-login counters and
 # WebSocket tickets live here, so with Redis any process counts every attempt
 # and redeems any ticket. The embedded default is one process: local memory.
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "marketfeed",
-            # Behind Sentinel: a pool that asks the sentinels for the master.
-            **({"OPTIONS": {"pool_class": "feeds.publish.redis_store.SentinelCachePool",
-                            **REDIS_SENTINEL}} if REDIS_SENTINEL else {}),
-        }
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = caches(REDIS_URL, REDIS_SENTINEL)
 
 # API tokens (django-rest-knox): only a hash is stored; each expires this many days after issue.
 FEED_TOKEN_TTL_DAYS = env_int("FEED_TOKEN_TTL_DAYS", 30, minimum=1, maximum=3650)
@@ -429,21 +372,4 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # channels-redis logs a traceback a second while Redis is away: one line per outage instead.
-    "filters": {"layer_outage": {"()": "feeds.publish.outage.LayerOutageFilter"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
-        "layer_console": {
-            "class": "logging.StreamHandler", "formatter": "plain", "filters": ["layer_outage"],
-        },
-    },
-    "loggers": {
-        "feeds": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "channels_redis": {"handlers": ["layer_console"], "level": "WARNING", "propagate": False},
-        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
-    },
-}
+LOGGING = logging_config(LOG_LEVEL)
