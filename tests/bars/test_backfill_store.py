@@ -14,7 +14,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer
 from django.contrib.auth.models import User
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -97,6 +97,36 @@ def test_the_backfill_never_overwrites_a_stored_bar(instruments):
                           open=1, high=2, low=1, close=2, volume=5, trades=1)
     Backfill.write(parameters([Bar("AAPL", moment, 9.0, 9.0, 9.0, 9.0, 900, 9)], ids))
     assert list(BarRow.objects.values_list("close", "volume")) == [(2, 5)]
+
+
+class FlakyBackfill(Backfill):
+    """The database goes away during the first write, and is back for the next."""
+
+    def __init__(self) -> None:
+        super().__init__(days=2, period_s=60)
+        self.attempts = 0
+
+    def write(self, rows) -> None:
+        self.attempts += 1
+        if self.attempts == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        super().write(rows)
+
+
+async def test_a_backfill_the_database_interrupts_is_written_once_it_is_back(
+    instruments, feed_log, monkeypatch
+):
+    await sync_to_async(instruments)("AAPL")
+    monkeypatch.setattr("feeds.publish.backfill.RETRY_S", 0.01)
+    backfill = FlakyBackfill()
+    books = await sync_to_async(starts)()
+    assert await backfill.run(books, seed=7, time_scale=60.0, now=NOW) == 2880
+    assert backfill.attempts == 2
+    assert await sync_to_async(count)("AAPL") == 2880
+    messages = [r.getMessage() for r in feed_log.records]
+    assert sum("the database unreachable" in m for m in messages) == 1
+    assert any("reachable again" in m for m in messages)
+    assert not any(r.exc_info for r in feed_log.records)  # an outage is a line, not a traceback
 
 
 class HeldBackfill(Backfill):
