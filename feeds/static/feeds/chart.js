@@ -1,6 +1,7 @@
-// The larger chart of the selected row: one-minute candles, the server's
-// history (GET /api/bars/) continued live from the quotes. Drawn on a canvas,
-// at most once per animation frame and only when a candle changed.
+// The larger chart of the selected row: candles of 1, 5 or 15 minutes or an
+// hour (the buttons in its caption), the server's history (GET /api/bars/,
+// which the ticker backfills on a first start) continued live from the quotes.
+// Drawn on a canvas, at most once per animation frame and only when a candle changed.
 
 import { formatChange, formatPercent, formatPrice } from "./format.js";
 import { CANDLES_KEPT, CandleHistory } from "./history.js";
@@ -8,13 +9,36 @@ import { fitCanvas } from "./spark.js";
 
 const MIN_SLOTS = 30; // a short history still draws candles of a readable width
 const PADDING_PX = 6;
+// The intervals the API rolls up (PROTOCOL.md "Bars"); the server's interval_s is the truth.
+export const INTERVALS = Object.freeze({ "1m": 60_000, "5m": 300_000, "15m": 900_000, "1h": 3_600_000 });
+export const DEFAULT_INTERVAL = "1m";
 
 function setText(element, text) {
   if (element.textContent !== text) element.textContent = text;
 }
 
 function intervalLabel(ms) {
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}-h`;
   return ms >= 60_000 ? `${Math.round(ms / 60_000)}-min` : `${Math.round(ms / 1000)}-s`;
+}
+
+/** The interval buttons, added to the chart's caption: one pressed at a time. */
+function intervalPicker(caption, onPick) {
+  const group = document.createElement("span");
+  group.className = "intervals";
+  group.setAttribute("role", "group");
+  group.setAttribute("aria-label", "Candle interval");
+  for (const name of Object.keys(INTERVALS)) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = name;
+    button.dataset.interval = name;
+    button.setAttribute("aria-pressed", String(name === DEFAULT_INTERVAL));
+    button.addEventListener("click", () => onPick(name));
+    group.append(button);
+  }
+  caption.append(group);
+  return group;
 }
 
 /** The colour of a candle: up when it closed above its open, down below, flat otherwise. */
@@ -32,6 +56,8 @@ export function drawCandles(canvas, candles, colours, { box, padding = PADDING_P
   const { width, height } = canvas;
   ctx.clearRect(0, 0, width, height);
   canvas.dataset.candles = String(candles.length); // what the tests count
+  const newest = candles.at(-1);
+  canvas.dataset.last = newest ? `${newest.t} ${newest.v}` : ""; // and watch grow
   if (!candles.length) return null;
   let min = Infinity;
   let max = -Infinity;
@@ -68,6 +94,8 @@ export class SelectedChart {
     this.change = panel.querySelector("[data-chart=change]");
     this.range = panel.querySelector("[data-chart=range]");
     this.symbol = "";
+    this.interval = DEFAULT_INTERVAL;
+    this.picker = intervalPicker(panel.querySelector("figcaption"), (name) => this.setInterval(name));
     this.candles = new CandleHistory();
     this.loading = null; // the AbortController of the history request in flight
     this.drawn = -1;
@@ -90,6 +118,22 @@ export class SelectedChart {
     if (symbol) this.#loadHistory(symbol);
   }
 
+  /** Candles of another interval ("1m", "5m", "15m", "1h"): the server's, then live. */
+  setInterval(name) {
+    if (!(name in INTERVALS) || name === this.interval) return;
+    this.interval = name;
+    for (const button of this.picker.children) {
+      button.setAttribute("aria-pressed", String(button.dataset.interval === name));
+    }
+    const { volume } = this.candles; // the trade baseline carries over: no trade is missed
+    this.candles = new CandleHistory();
+    this.candles.intervalMs = INTERVALS[name]; // until the server says (interval_s)
+    this.candles.volume = volume;
+    this.drawn = -1;
+    this.onChange();
+    if (this.symbol) this.#loadHistory(this.symbol);
+  }
+
   /** A quote or snapshot the page accepted; only the selected symbol's count. */
   apply(message) {
     if (message.symbol === this.symbol) this.candles.apply(message);
@@ -98,15 +142,20 @@ export class SelectedChart {
   async #loadHistory(symbol) {
     this.loading?.abort();
     const controller = (this.loading = new AbortController());
+    const { interval } = this;
+    this.canvas.dataset.interval = ""; // set again once this interval's history is drawn
     try {
       // Symbols use only URL-safe characters; "/" in EUR/USD may stay raw (PROTOCOL.md).
-      const response = await fetch(`${this.barsUrl}${symbol}/?interval=1m&limit=${CANDLES_KEPT}`, {
+      // CANDLES_KEPT bars of any interval fill the chart: the API rolls them up.
+      const url = `${this.barsUrl}${symbol}/?interval=${interval}&limit=${CANDLES_KEPT}`;
+      const response = await fetch(url, {
         credentials: "same-origin", headers: { Accept: "application/json" }, signal: controller.signal,
       });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const history = await response.json();
-      if (symbol !== this.symbol) return;
+      if (symbol !== this.symbol || interval !== this.interval) return;
       this.candles.load(history);
+      this.canvas.dataset.interval = interval;
       this.onChange();
     } catch (err) {
       if (err.name !== "AbortError") console.warn(`ticker: no bars for ${symbol}; live candles only`, err);
