@@ -160,10 +160,13 @@ async def test_sigterm_makes_runticker_release_its_lease_at_once(redis_url, tmp_
 
 
 async def test_sigterm_writes_the_embedded_tickers_last_bars_before_daphne_exits(feed_server):
-    # A flush interval far beyond the test: only the final flush at shutdown can write a bar.
+    # A flush interval far beyond the test, and no backfilled history: only the final
+    # flush at shutdown can write a bar.
     feed = feed_server(
         rates={s: 50.0 for s in SYMBOLS},
-        env_extra={"FEED_RECONNECT_GRACE_S": "0", "FEED_BARS_FLUSH_S": "3600"},
+        env_extra={
+            "FEED_RECONNECT_GRACE_S": "0", "FEED_BARS_FLUSH_S": "3600", "FEED_BACKFILL_DAYS": "0",
+        },
     )
     ws = await subscribed(feed.server.ws_url + f"?token={feed.token}")
     count = "from feeds.models import Bar; print(Bar.objects.count())"
