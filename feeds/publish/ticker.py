@@ -42,6 +42,10 @@ from feeds.services import ListedInstrument
 
 logger = logging.getLogger(__name__)
 
+# Quotes whose group could not be reached (its shard of the layer is away);
+# the rest are published all the same.
+LAYER_PART = "part of the channel layer"
+
 MAX_IDLE_S = 0.25  # the loop wakes at least this often to notice reloads and stops
 CATCH_UP_LIMIT_S = 0.5  # after a stall, skip ahead rather than burst out old quotes
 FAILURE_BACKOFF_S = 1.0
@@ -273,13 +277,30 @@ class Ticker:
         # a new one): the quotes then belong to that one, and servers resnapshot.
         epoch = self.epoch = await self.store.save(quotes, epoch=self.epoch, fence=self._fence)
         send = self.layer.group_send
+        sent, failure = 0, None
         for symbol, seq, text in quotes:
-            await send(
-                group_for_symbol(symbol),
-                events.quote(symbol=symbol, seq=seq, text=text, epoch=epoch),
-            )
-        self.published += len(quotes)
-        return len(quotes)
+            try:
+                await send(
+                    group_for_symbol(symbol),
+                    events.quote(symbol=symbol, seq=seq, text=text, epoch=epoch),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one layer shard away must not stop the others' quotes
+                failure = failure or exc
+                continue
+            sent += 1
+        self._layer_health(failure)
+        self.published += sent
+        return sent
+
+    def _layer_health(self, failure: Exception | None) -> None:
+        """One warning per outage of some of the layer's groups (a shard's Redis away)."""
+        part = outage(LAYER_PART)
+        if failure is not None:
+            part.failed("ticker publishing", failure)
+        elif part.active:
+            part.recovered("ticker publishing")
 
     async def _publish_status(self, symbol: str, state: State) -> None:
         text = protocol.status(symbol, state)
