@@ -6,11 +6,16 @@ import os
 
 import pytest
 
+from tests.markers import pytest_collection_finish, pytest_runtest_setup, pytest_runtest_teardown
 from tests.schema import server_messages_checked
 from tests.servers import Server, free_port, manage
 from tests.timeouts import timeout
 
-__all__ = ["timeout"]
+# The marker checks (tests/markers.py): a test that starts a server or Chromium
+# without saying so in its markers fails before it starts anything.
+__all__ = [
+    "pytest_collection_finish", "pytest_runtest_setup", "pytest_runtest_teardown", "timeout",
+]
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,12 @@ A logged-in page streams quotes and survives a restart.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.browser.conftest import log_in
 from tests.timeouts import timeout
+
+pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 OPEN_STREAM = """() => {
     window.sseQuotes = [];

@@ -13,7 +13,8 @@ from tests.deploy.conftest import alive
 from tests.servers import free_port
 from tests.timeouts import timeout
 
-pytestmark = pytest.mark.redis
+# A private redis-server unless REDIS_URL names one.
+pytestmark = [pytest.mark.redis, pytest.mark.live]
 
 
 def test_a_started_redis_answers_ping_on_its_url():

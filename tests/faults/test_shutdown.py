@@ -136,6 +136,7 @@ async def test_a_second_sigterm_cuts_the_grace_short(feed_server):
     assert "Traceback" not in feed.log(), feed.log()
 
 
+@pytest.mark.redis
 async def test_sigterm_makes_runticker_release_its_lease_at_once(redis_url, tmp_path):
     import redis.asyncio as redis
 

@@ -14,7 +14,8 @@ from feeds.publish.ticker import Ticker
 from feeds.services import ListedInstrument
 from tests.timeouts import timeout
 
-pytestmark = pytest.mark.redis
+# A private redis-server unless REDIS_URL names one.
+pytestmark = [pytest.mark.redis, pytest.mark.live]
 
 SPEC = InstrumentSpec(
     symbol="AAPL", tick_size=Decimal("0.01"), lot_size=100, reference_price=Decimal("190"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.redis
+# A private redis-server unless REDIS_URL names one.
+pytestmark = [pytest.mark.redis, pytest.mark.live]
 
 
 async def test_latest_returns_what_was_saved_with_its_seq(store):

@@ -8,7 +8,8 @@ import redis.asyncio as redis
 from feeds.publish.redis_store import RedisStore
 from feeds.publish.store import Fenced
 
-pytestmark = pytest.mark.redis
+# A private redis-server unless REDIS_URL names one.
+pytestmark = [pytest.mark.redis, pytest.mark.live]
 
 
 def text(symbol: str, seq: int) -> str:

@@ -16,7 +16,7 @@ from tests.sse.client import Event, Reader
 from tests.sse.conftest import LIMIT, QUIET
 from tests.timeouts import timeout
 
-pytestmark = pytest.mark.django_db(transaction=False)
+pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.live]
 
 HALT = (
     "from feeds.models import Instrument as I; from feeds.services import instrument_halt as h; "
