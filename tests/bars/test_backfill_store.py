@@ -20,7 +20,6 @@ from rest_framework.test import APIClient
 
 from feeds.auth import issue_token
 from feeds.core import engine
-from feeds.core.bars import Bar
 from feeds.models import Bar as BarRow
 from feeds.publish.backfill import Backfill, parameters, rows_per_statement
 from feeds.publish.build import build_ticker
@@ -79,6 +78,20 @@ def test_the_backfill_is_one_statement_for_every_row_and_a_restart_writes_nothin
     assert count("AAPL") == 2880
 
 
+def test_without_a_child_process_the_backfill_simulates_in_its_own(
+    instruments, monkeypatch, feed_log
+):
+    instruments("AAPL")
+
+    def no_processes(*args, **kwargs):
+        raise OSError("fork: Resource temporarily unavailable")
+
+    monkeypatch.setattr("feeds.publish.backfill.ProcessPoolExecutor", no_processes)
+    assert fill() == 2880
+    assert count("AAPL") == 2880
+    assert any("no child process" in r.getMessage() for r in feed_log.records)
+
+
 def test_only_instruments_without_a_bar_in_the_window_are_backfilled(instruments):
     recent, old = instruments("AAPL"), instruments("MSFT")
     instruments("EUR/USD", tick="0.00001", price="1.16450")
@@ -91,11 +104,10 @@ def test_only_instruments_without_a_bar_in_the_window_are_backfilled(instruments
 
 def test_the_backfill_never_overwrites_a_stored_bar(instruments):
     aapl = instruments("AAPL")
-    ids = {"AAPL": aapl.id}
     moment = UNTIL - 60
     BarRow.objects.create(instrument=aapl, start=datetime.fromtimestamp(moment, tz=UTC),
                           open=1, high=2, low=1, close=2, volume=5, trades=1)
-    Backfill.write(parameters([Bar("AAPL", moment, 9.0, 9.0, 9.0, 9.0, 900, 9)], ids))
+    Backfill.write(parameters(aapl.id, [(moment, 9.0, 9.0, 9.0, 9.0, 900, 9)], {}))
     assert list(BarRow.objects.values_list("close", "volume")) == [(2, 5)]
 
 
