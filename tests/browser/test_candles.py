@@ -112,6 +112,20 @@ def test_each_interval_shows_its_history_at_once_and_live_quotes_extend_its_last
     assert candles(page) >= MIN_CANDLES
 
 
+def test_the_chosen_interval_stays_when_another_row_is_charted(page, server):
+    wait_for_history(server)
+    page.reload()
+    canvas = page.locator(CANVAS)
+    expect(canvas).to_have_attribute("data-interval", "1m")
+    page.locator('#chart .intervals button[data-interval="15m"]').click()
+    expect(canvas).to_have_attribute("data-interval", "15m")
+    page.locator('#rows tr[data-symbol="BTC-USD"] button.pick').click()
+    expect(page.locator("#chart [data-chart=symbol]")).to_have_text("BTC-USD")
+    expect(canvas).to_have_attribute("data-interval", "15m")
+    assert candles(page) >= MIN_CANDLES
+    expect(page.locator("[data-chart=range]")).to_contain_text("30-s candles")
+
+
 def test_a_new_live_candle_follows_the_history(page, server):
     wait_for_history(server)
     page.reload()

@@ -112,6 +112,7 @@ export class SelectedChart {
     if (symbol === this.symbol) return;
     this.symbol = symbol;
     this.candles = new CandleHistory();
+    this.candles.intervalMs = INTERVALS[this.interval]; // until the server says (interval_s)
     this.drawn = -1;
     this.panel.hidden = !symbol;
     this.title.textContent = symbol;
