@@ -15,8 +15,8 @@ simulation in a child process. Simulating in the thread too held the GIL
 against the event loop for seconds: quotes published meanwhile reached a
 client 11.6 ms after their ``ts`` at the median (0.8 ms once it was done),
 29 ms at the 99th percentile (2.0 ms); with the child process (and SQLite's
-prices bound as text, see ``parameters``), 1.0 and 14 ms (0.8 and 1.6 ms
-after), on the same 2-core machine, then lightly loaded.
+prices bound as text, see ``parameters``), 1.0 and 14 to 17 ms (0.8 and 1.6
+to 2.0 ms after), on the same 2-core machine, then lightly loaded.
 It is one batched write in one transaction:
 
 - on SQLite, multi-row ``INSERT`` statements of as many rows as its limit
@@ -29,7 +29,8 @@ It is one batched write in one transaction:
 
 ``bulk_create`` would prepare every value through the ORM's field methods:
 about five times the CPU of all this (measured on SQLite for the 172,800
-rows: 14 s against 2.3 to 3.2 s), with SQLite's write lock held meanwhile.
+rows: 12 to 15 s against 2.1 to 2.7 s), with SQLite's write lock held
+meanwhile.
 
 It never overwrites a row (``OR IGNORE``, ``ON CONFLICT DO NOTHING``): a
 restart finds the bars and backfills nothing, and the live writer's bars
