@@ -95,6 +95,7 @@ export class SelectedChart {
     this.range = panel.querySelector("[data-chart=range]");
     this.symbol = "";
     this.interval = DEFAULT_INTERVAL;
+    this.loaded = ""; // the interval whose history the candles hold, once it came
     this.picker = intervalPicker(panel.querySelector("figcaption"), (name) => this.setInterval(name));
     this.candles = new CandleHistory();
     this.loading = null; // the AbortController of the history request in flight
@@ -113,6 +114,7 @@ export class SelectedChart {
     this.symbol = symbol;
     this.candles = new CandleHistory();
     this.candles.intervalMs = INTERVALS[this.interval]; // until the server says (interval_s)
+    this.loaded = "";
     this.drawn = -1;
     this.panel.hidden = !symbol;
     this.title.textContent = symbol;
@@ -130,6 +132,7 @@ export class SelectedChart {
     this.candles = new CandleHistory();
     this.candles.intervalMs = INTERVALS[name]; // until the server says (interval_s)
     this.candles.volume = volume;
+    this.loaded = "";
     this.drawn = -1;
     this.onChange();
     if (this.symbol) this.#loadHistory(this.symbol);
@@ -144,7 +147,6 @@ export class SelectedChart {
     this.loading?.abort();
     const controller = (this.loading = new AbortController());
     const { interval } = this;
-    this.canvas.dataset.interval = ""; // set again once this interval's history is drawn
     try {
       // Symbols use only URL-safe characters; "/" in EUR/USD may stay raw (PROTOCOL.md).
       // CANDLES_KEPT bars of any interval fill the chart: the API rolls them up.
@@ -156,7 +158,7 @@ export class SelectedChart {
       const history = await response.json();
       if (symbol !== this.symbol || interval !== this.interval) return;
       this.candles.load(history);
-      this.canvas.dataset.interval = interval;
+      this.loaded = interval;
       this.onChange();
     } catch (err) {
       if (err.name !== "AbortError") console.warn(`ticker: no bars for ${symbol}; live candles only`, err);
@@ -184,6 +186,7 @@ export class SelectedChart {
   #drawCandles(colours) {
     const { candles, intervalMs } = this.candles;
     const drawn = drawCandles(this.canvas, candles, colours, { box: this.box });
+    this.canvas.dataset.interval = this.loaded; // with the candles it drew: what the tests wait for
     if (!drawn) {
       setText(this.range, "waiting for trades…");
       return;
