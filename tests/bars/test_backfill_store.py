@@ -276,3 +276,12 @@ async def test_with_a_leader_and_a_standby_only_the_leader_backfills(instruments
         await asyncio.wait_for(asyncio.gather(*runs), timeout(30))
     # (and the live bar of the minute the leader started in, from its last flush)
     assert await sync_to_async(count)("AAPL") in (2880, 2881, 2882)
+
+
+def test_the_setting_turns_it_off_and_is_held_to_the_retention(settings):
+    settings.FEED_BACKFILL_DAYS, settings.FEED_BARS_RETENTION_DAYS = 0, 7
+    assert Backfill.from_settings() is None
+    settings.FEED_BACKFILL_DAYS, settings.FEED_BARS_RETENTION_DAYS = 5, 3
+    assert Backfill.from_settings().count == 3 * 1440  # no history the retention would delete
+    settings.FEED_BACKFILL_DAYS, settings.FEED_BARS_RETENTION_DAYS = 5, 0
+    assert Backfill.from_settings().count == 5 * 1440
