@@ -2,11 +2,13 @@
 """One entry point that needs only Python 3.11+: set up, then run the feed or its tests.
 
     python3 run.py            # the feed on http://127.0.0.1:8000 (embedded default)
+    python3 run.py --workers 4   # four daphne workers on that one port, on Redis (a cluster)
     python3 run.py test       # the whole test suite (pytest arguments may follow)
     python3 run.py setup      # only make .venv/ and install the locked requirements
     python3 run.py lock       # after editing requirements*.txt: regenerate the *.lock files
     python3 run.py lock --upgrade   # the same, moving every unpinned dependency to its newest
     python3 run.py cluster    # a local scale-out cluster: Redis, runticker, two daphne
+                              # (`cluster --workers N`: N daphne on one port; `cluster --help`)
     python3 run.py bench SCENARIO ...   # a benchmark (bench/; `bench --help`)
     python3 run.py help       # this text (also -h, --help)
     python3 run.py PORT=9000  # the feed on another port (or set PORT / HOST in the environment)
@@ -46,6 +48,7 @@ CLIENT = ROOT / "client"
 COMMANDS = ("test", "setup", "lock", "cluster", "bench")
 HELP = ("help", "-h", "--help")
 SETTABLE = ("HOST", "PORT")  # run.py PORT=9000
+MAX_WORKERS = 64  # as deploy/cluster.py
 
 
 class Lock:
@@ -302,6 +305,11 @@ def main() -> int:
     while args and args[0].partition("=")[0] in SETTABLE and "=" in args[0]:
         name, _, value = args.pop(0).partition("=")
         os.environ[name] = value
+    workers = 1
+    if args and args[0] == "--workers":
+        if len(args) < 2 or not args[1].isdigit() or not 1 <= int(args[1]) <= MAX_WORKERS:
+            return usage(f"--workers takes a number from 1 to {MAX_WORKERS}")
+        workers, args = int(args[1]), args[2:]
     command = args[0] if args else None
     if command in HELP:
         return usage()
@@ -322,6 +330,15 @@ def main() -> int:
         ensure_bench_requirements()
         os.chdir(ROOT)
         os.execv(str(PY), [str(PY), "-m", "bench", *args[1:]])
+    if workers > 1:
+        # Several workers share the port through the kernel; they need the Redis layout
+        # (a private redis-server when REDIS_URL is unset) and one runticker: the cluster.
+        os.chdir(ROOT)
+        host, port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+        os.execv(str(PY), [
+            str(PY), "-m", "deploy.cluster", "--workers", str(workers), "--host", host,
+            "--port", port,
+        ])
     return serve()
 
 

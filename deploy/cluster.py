@@ -2,6 +2,7 @@
 
     .venv/bin/python -m deploy.cluster [--host 127.0.0.1] [--ports 8001,8002]
                                        [--nginx 8080] [--private-redis]
+    .venv/bin/python -m deploy.cluster --workers 4 [--port 8000] ...
 
 Redis: ``REDIS_URL`` when set (and it must answer), else a Redis already on
 127.0.0.1:6379, else a private ``redis-server`` (marketfeed.localredis).
@@ -9,7 +10,8 @@ Database: ``DATABASE_URL`` when set (PostgreSQL), else SQLite under var/.
 Then migrations, the ``demo`` user (its password random, generated on the
 first run into ``<var dir>/demo-password``, mode 0600) and a new token, one
 ``manage.py runticker``, one daphne per port and, with ``--nginx``, nginx in
-front of them using deploy/nginx/marketfeed.conf. Every child's output is
+front of them using deploy/nginx/marketfeed.conf. With ``--workers N`` the N
+daphne share one port, each on a socket of its own (SO_REUSEPORT). Every child's output is
 prefixed with its name. Ctrl-C or SIGTERM stops everything; if any child dies
 the cluster says which and stops the rest, exiting 1. docs/DEPLOY.md has more.
 """
@@ -40,6 +42,7 @@ from deploy.procs import (
     daphne_command,
     describe_exit,
     die_with_parent,
+    listeners,
     port_number,
     run_once,
     stop_all,
@@ -48,6 +51,9 @@ from marketfeed.localredis import LocalRedis, LocalRedisError, find_redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PORTS = (8001, 8002)
+DEFAULT_WORKER_PORT = 8000
+# Each worker is a daphne process of about 100 MB: more than this on one machine is a typo.
+MAX_WORKERS = 64
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEMO_USER = "demo"
 # daphne says this once it has bound its port.
@@ -76,6 +82,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"cluster: {message} (see --help)\n")
 
 
+def _workers(raw: str) -> int:
+    """An argparse ``type`` for --workers: 1 to MAX_WORKERS."""
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of workers (1-{MAX_WORKERS})")
+    return int(raw)
+
+
 def _ports(raw: str) -> tuple[int, ...]:
     ports = tuple(port_number(item.strip()) for item in raw.split(",") if item.strip())
     if not ports:
@@ -94,13 +107,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address the daphne processes bind (default 127.0.0.1); "
                         "another host name must also be in ALLOWED_HOSTS")
-    parser.add_argument("--ports", type=_ports, default=DEFAULT_PORTS,
-                        help="comma-separated daphne ports (default 8001,8002)")
+    parser.add_argument("--ports", type=_ports, default=None,
+                        help="comma-separated daphne ports, one daphne each (default 8001,8002)")
+    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
+                        help="N daphne processes sharing one port (--port) instead")
+    parser.add_argument("--port", type=port_number, default=None,
+                        help="the one port of --workers (default 8000)")
     parser.add_argument("--nginx", type=port_number, metavar="PORT",
                         help="also run nginx on 127.0.0.1:PORT in front of the daphnes")
     parser.add_argument("--private-redis", action="store_true",
                         help="always start a private redis-server, ignoring REDIS_URL and :6379")
     args = parser.parse_args(argv)
+    if args.workers is not None and args.ports is not None:
+        parser.error("--workers share one --port; give --ports or --workers, not both")
+    if args.port is not None and args.workers is None:
+        parser.error("--port goes with --workers (several daphne on one port)")
+    if args.workers is not None and ":" in args.host:
+        parser.error("--workers listens on IPv4 (daphne adopts IPv4 sockets): give an IPv4 --host")
+    if args.workers is None:
+        args.ports = args.ports or DEFAULT_PORTS
+    else:
+        args.ports = (args.port or DEFAULT_WORKER_PORT,)
     if args.nginx in args.ports:
         parser.error(f"--nginx {args.nginx} is also in --ports")
     return args
@@ -250,19 +277,37 @@ class Cluster:
             raise ClusterError(f"manage.py {args[0]} failed: {lines[-1]}")
         return result.stdout
 
-    def _daphne(self, port: int) -> list[str]:
+    def _daphne(self, port: int, fd: int | None = None) -> list[str]:
         proxied = self.args.nginx is not None
-        return daphne_command(sys.executable, self.args.host, port, proxy_headers=proxied)
+        return daphne_command(
+            sys.executable, self.args.host, port, proxy_headers=proxied, fd=fd
+        )
 
     def _start_children(self, env: dict[str, str], nginx_binary: str | None) -> None:
         self.children.append(Child("ticker", [sys.executable, "manage.py", "runticker"], env, ROOT))
-        for port in self.args.ports:
-            self.children.append(Child(f"web-{port}", self._daphne(port), env, ROOT, DAPHNE_READY))
+        sockets = []
+        if self.args.workers is None:
+            for port in self.args.ports:
+                self.children.append(
+                    Child(f"web-{port}", self._daphne(port), env, ROOT, DAPHNE_READY)
+                )
+        else:
+            (port,) = self.args.ports
+            sockets = listeners(self.args.host, port, self.args.workers)
+            for number, sock in enumerate(sockets, start=1):
+                command = self._daphne(port, fd=sock.fileno())
+                self.children.append(
+                    Child(f"web-{number}", command, env, ROOT, DAPHNE_READY, (sock.fileno(),))
+                )
         if nginx_binary is not None:
             self.children.append(self._nginx_child(nginx_binary, env))
-        for child in self.children:
-            child.start(self.events, self.printer)
-            self.say(f"started {child.name} (pid {child.pid})")
+        try:
+            for child in self.children:
+                child.start(self.events, self.printer)
+                self.say(f"started {child.name} (pid {child.pid})")
+        finally:
+            for sock in sockets:  # each worker holds its own now
+                sock.close()
 
     def _nginx_child(self, binary: str, env: dict[str, str]) -> Child:
         self.nginx_dir = tempfile.TemporaryDirectory(prefix="marketfeed-nginx-")
@@ -305,9 +350,16 @@ class Cluster:
         else:
             entry = f"http://{host}:{self.args.ports[0]}"
         lines = ["marketfeed cluster is up (Ctrl-C or SIGTERM stops it)"]
-        lines += [
-            f"  web-{p}: http://{host}:{p}/  ws://{host}:{p}/ws/quotes/" for p in self.args.ports
-        ]
+        if self.args.workers is None:
+            lines += [
+                f"  web-{p}: http://{host}:{p}/  ws://{host}:{p}/ws/quotes/"
+                for p in self.args.ports
+            ]
+        else:
+            p = self.args.ports[0]
+            lines.append(
+                f"  {self.args.workers} workers on http://{host}:{p}/  ws://{host}:{p}/ws/quotes/"
+            )
         if self.args.nginx:
             lines.append(f"  nginx: {entry}/  (balances the daphnes; WebSockets at /ws/quotes/)")
         ws = entry.replace("http://", "ws://", 1)

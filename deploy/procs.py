@@ -18,6 +18,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -39,17 +40,24 @@ LISTEN_BACKLOG = 1024
 
 
 def daphne_command(
-    python: str, host: str, port: int | str, *, proxy_headers: bool = False
+    python: str, host: str, port: int | str, *, proxy_headers: bool = False,
+    fd: int | None = None,
 ) -> list[str]:
     """The command line of one feed server: daphne through deploy.serve.
 
     deploy.serve is daphne with tokens masked in its access log. The endpoint
-    string sets the listen backlog, which ``-b``/``-p`` cannot.
+    string sets the listen backlog, which ``-b``/``-p`` cannot. ``fd``: listen
+    on that inherited, already listening socket instead (``listeners``).
     """
     interface = host.replace(":", "\\:")  # an IPv6 address inside Twisted's endpoint syntax
+    if fd is None:
+        endpoint = f"tcp:port={port}:interface={interface}:backlog={LISTEN_BACKLOG}"
+    else:
+        # daphne's fd endpoint adopts an IPv4 socket (its domain cannot be given as text).
+        endpoint = f"fd:fileno={fd}"
     cmd = [
         python, "-m", "deploy.serve",
-        "-e", f"tcp:port={port}:interface={interface}:backlog={LISTEN_BACKLOG}",
+        "-e", endpoint,
         "--ping-interval", os.environ.get("FEED_PING_INTERVAL_S", "20"),
         "--ping-timeout", os.environ.get("FEED_PING_TIMEOUT_S", "30"),
         # daphne closes every WebSocket after 24 h by default; a feed stays open.
@@ -59,6 +67,32 @@ def daphne_command(
         # Client address and scheme from the proxy's X-Forwarded-For / -Proto.
         cmd.append("--proxy-headers")
     return [*cmd, "marketfeed.asgi:application"]
+
+
+def listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on one IPv4 ``host:port``, for ``count`` workers to inherit.
+
+    Each has SO_REUSEPORT, so the kernel spreads new connections over them (a
+    hash of the client's address and port), and each worker accepts from its
+    own queue: no thundering herd, no worker idle while another is swamped.
+    The caller closes its copies once the workers have started: a socket
+    nobody accepts from would strand the connections hashed to it.
+    """
+    made: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            made.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+            sock.listen(LISTEN_BACKLOG)
+            sock.set_inheritable(True)
+    except OSError:
+        for sock in made:
+            sock.close()
+        raise
+    return made
 
 
 def port_number(raw: str) -> int:
@@ -120,6 +154,7 @@ class Child:
     env: dict[str, str]
     cwd: Path
     ready_text: str | None = None
+    pass_fds: tuple[int, ...] = ()  # inherited (a worker's listening socket)
     proc: subprocess.Popen[str] | None = field(default=None, init=False)
     pump: threading.Thread | None = field(default=None, init=False)
 
@@ -132,7 +167,7 @@ class Child:
         self.proc = subprocess.Popen(
             [*die_with_parent(), *self.command], cwd=self.cwd, env=self.env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, errors="replace", process_group=0,
+            text=True, errors="replace", process_group=0, pass_fds=self.pass_fds,
         )
         self.pump = threading.Thread(
             target=self._pump, args=(self.proc, events, printer), name=f"pump-{self.name}",

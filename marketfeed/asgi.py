@@ -69,10 +69,31 @@ async def application(scope, receive, send):  # type: ignore[no-untyped-def]
         # to reach the transport (feeds.deliver.server).
         scope = dict(scope, **{SERVER_SEND: send})
         with process.here().websocket_open(send):
-            return await router(scope, receive, send)
+            return await _outliving_daphnes_cancel(router(scope, receive, send))
     if scope["type"] == "http" and scope.get("path") == sse.PATH:  # Server-Sent Events
         return await sse_application(dict(scope, **{SERVER_SEND: send}), receive, send)
     return await router(scope, receive, send)
+
+
+async def _outliving_daphnes_cancel(app):  # type: ignore[no-untyped-def]
+    """Run one WebSocket's application; at shutdown, let it live out its grace.
+
+    daphne cancels every application the moment it begins to shut down, in
+    the same breath as our make-before-break trigger: a connection cancelled
+    then would drop its client at once, without ``reconnect``, grace or 1001.
+    Once the shutdown has begun, a cancel waits for the connection to end by
+    itself (the shutdown closes it), bounded by the grace; otherwise it
+    cancels the connection as usual.
+    """
+    inner = asyncio.ensure_future(app)
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        if shutdown.begun() and not inner.done():
+            await asyncio.wait({inner}, timeout=shutdown.longest_s())
+        inner.cancel()
+        await asyncio.gather(inner, return_exceptions=True)
+        raise
 
 
 async def _lifespan(receive, send):  # type: ignore[no-untyped-def]
@@ -100,14 +121,16 @@ def _start_with_reactor() -> None:
     # Startup callbacks run before the asyncio loop spins; callLater(0) runs inside it.
     reactor.callWhenRunning(reactor.callLater, 0, _ensure_ticker)
     # Registered before daphne's own trigger (it cancels every application), so the
-    # close frames go out first; the phase waits for the Deferred.
+    # shutdown has begun when that cancel arrives; the phase waits for the Deferred.
     reactor.addSystemEventTrigger("before", "shutdown", _close_websockets_at_shutdown)
 
 
 def _close_websockets_at_shutdown():  # type: ignore[no-untyped-def]
     from twisted.internet.defer import Deferred
 
-    # make-before-break: reconnect, grace (a second SIGTERM cuts it short), 1001
+    # make-before-break: reconnect, grace (a second SIGTERM cuts it short), 1001.
+    # begin() now, before daphne's own trigger cancels the applications.
+    shutdown.begin()
     return Deferred.fromFuture(asyncio.ensure_future(shutdown.shutdown(interruptible=True)))
 
 

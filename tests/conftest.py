@@ -8,7 +8,7 @@ import pytest
 
 from tests.markers import pytest_collection_finish, pytest_runtest_setup, pytest_runtest_teardown
 from tests.schema import server_messages_checked
-from tests.servers import Server, free_port, manage
+from tests.servers import NO_HISTORY, Server, free_port, manage
 from tests.timeouts import timeout
 
 # The marker checks (tests/markers.py): a test that starts a server or Chromium
@@ -57,6 +57,7 @@ def live_env(tmp_path_factory) -> dict[str, str]:
     unset = ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(MARKETFEED_VAR_DIR=str(var), PYTHONUNBUFFERED="1", FEED_SEED="7")
+    env.update(NO_HISTORY)
     manage(env, "migrate", "--noinput")
     return env
 

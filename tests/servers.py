@@ -11,6 +11,10 @@ from pathlib import Path
 from tests.timeouts import timeout
 
 ROOT = Path(__file__).resolve().parents[1]
+# Live servers start on a fresh database; two days of backfilled bars would
+# cost each one seconds of CPU the test does not look at. The tests of the
+# backfill itself turn it back on.
+NO_HISTORY = {"FEED_BACKFILL_DAYS": "0"}
 
 
 def free_port() -> int:

@@ -31,10 +31,28 @@ logger = logging.getLogger(__name__)
 # server drops what is left (a dead peer never answers).
 SHUTDOWN_GRACE_S = 2.0
 SHUTDOWN_POLL_S = 0.05
+# Set once this process has begun to shut down (feeds.deliver.shutdown.begin).
+_begun = False
+
+
+def begin() -> None:
+    """The process is going down: connections cancelled from now on live out their grace."""
+    global _begun
+    _begun = True
+
+
+def begun() -> bool:
+    return _begun
+
+
+def longest_s() -> float:
+    """The longest a connection may take to go once the shutdown began: grace, then its close."""
+    return settings.FEED_RECONNECT_GRACE_S + 2 * SHUTDOWN_GRACE_S
 
 
 async def shutdown(*, interruptible: bool = False) -> None:
     """Clients first, then the embedded ticker."""
+    begin()
     owner = await feed_process()
     await shutdown_connections(owner, interruptible=interruptible)
     ticker = owner.ticker

@@ -59,7 +59,7 @@ async def test_a_running_server_serves_bars_that_grow_and_roll_up(feed_server):
 
 
 async def test_a_new_feed_has_two_days_of_history_at_once_and_then_live_bars(feed_server):
-    feed = feed_server(env_extra={"FEED_BARS_FLUSH_S": "0.2"})
+    feed = feed_server(env_extra={"FEED_BARS_FLUSH_S": "0.2", "FEED_BACKFILL_DAYS": "2"})
     hours = await bars_until(feed, lambda b: len(b) >= 48, interval="1h", limit="1000")
     first, last = (datetime.fromisoformat(hours[i]["start"]).timestamp() for i in (0, -1))
     assert last - first >= 47 * 3600, hours
@@ -70,7 +70,7 @@ async def test_a_new_feed_has_two_days_of_history_at_once_and_then_live_bars(fee
 
 @pytest.mark.postgres
 async def test_a_feed_on_postgresql_stores_its_history_too(feed_server, postgres_url):
-    feed = feed_server(env_extra={"DATABASE_URL": postgres_url})
+    feed = feed_server(env_extra={"DATABASE_URL": postgres_url, "FEED_BACKFILL_DAYS": "2"})
     # (This session's database may have it from an earlier server: the history is there.)
     hours = await bars_until(feed, lambda b: len(b) >= 48, interval="1h", limit="1000")
     assert len(hours) >= 48

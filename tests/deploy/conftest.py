@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from marketfeed.localredis import LocalRedis
-from tests.servers import ROOT
+from tests.servers import NO_HISTORY, ROOT
 from tests.timeouts import timeout
 
 
@@ -34,7 +34,8 @@ def cluster_env(var_dir: Path, **extra: str) -> dict[str, str]:
         k: v for k, v in os.environ.items()
         if k not in ("REDIS_URL", "DATABASE_URL", "FEED_TICKER", "MARKETFEED_VAR_DIR")
     }
-    env.update(MARKETFEED_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", **extra)
+    env.update(MARKETFEED_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
+    env.update({**NO_HISTORY, **extra})
     return env
 
 

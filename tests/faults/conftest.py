@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.redis.conftest import postgres_url, private_redis, redis_url  # noqa: F401 (fixtures)
-from tests.servers import Server, free_port, manage
+from tests.servers import NO_HISTORY, Server, free_port, manage
 from tests.timeouts import timeout
 
 STAFF = "faultstaff"
@@ -64,7 +64,8 @@ class Feed:
 def base_env(var_dir, **extra: str) -> dict[str, str]:
     unset = ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")
     env = {k: v for k, v in os.environ.items() if k not in unset}
-    env.update(MARKETFEED_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", FEED_SEED="11", **extra)
+    env.update(MARKETFEED_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", FEED_SEED="11")
+    env.update({**NO_HISTORY, **extra})
     return env
 
 

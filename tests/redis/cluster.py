@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from marketfeed.localredis import LocalRedis, LocalSentinel
-from tests.servers import Server, free_port, manage
+from tests.servers import NO_HISTORY, Server, free_port, manage
 from tests.timeouts import timeout
 
 
@@ -24,7 +24,8 @@ def cluster_env(redis_url: str, var_dir, **extra: str) -> dict[str, str]:
 
     redis.Redis.from_url(redis_url).flushdb()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "FEED_TICKER")}
-    env.update(REDIS_URL=redis_url, MARKETFEED_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", **extra)
+    env.update(REDIS_URL=redis_url, MARKETFEED_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
+    env.update({**NO_HISTORY, **extra})
     return env
 
 
@@ -61,8 +62,9 @@ def sentinel_env(sentinel: LocalSentinel, var_dir, **extra: str) -> dict[str, st
     env.update(
         REDIS_SENTINELS=f"{sentinel.host}:{sentinel.port}",
         REDIS_SENTINEL_MASTER=sentinel.master_name,
-        MARKETFEED_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1", **extra,
+        MARKETFEED_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1",
     )
+    env.update({**NO_HISTORY, **extra})
     return env
 
 
