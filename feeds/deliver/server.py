@@ -5,7 +5,7 @@ needs more, and this adapter takes it from under daphne:
 
 - back-pressure: to conflate for a slow client *before* the kernel and the
   server buffer seconds of quotes, the consumer must know when the client's
-  transport buffer is full (PITFALLS.md: loopback autotunes a send buffer up
+  transport buffer is full (docs/STACK.md, "Socket buffers": loopback autotunes a send buffer up
   to ~4 MiB);
 - close codes 1001 and 1009: autobahn's ``sendClose`` (daphne) refuses codes
   other than 1000 and 3000-4999 and turns them into 1011;
