@@ -62,6 +62,7 @@ from feeds import models
 from feeds.core.backfill import Row, history_rows, periods
 from feeds.core.engine import InstrumentSpec, MarketState
 from feeds.publish.bar_writer import FINAL_FLUSH_TIMEOUT_S
+from feeds.publish.child import die_with_parent
 from feeds.publish.outage import DATABASE, outage
 
 logger = logging.getLogger(__name__)
@@ -275,7 +276,9 @@ class Backfill:
         """
         made = 0
         try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(
+                max_workers=1, mp_context=get_context("spawn"), initializer=die_with_parent
+            ) as pool:
                 futures = [pool.submit(history_rows, s, state, **options) for s, state in wanted]
                 for (spec, _), future in zip(wanted, futures, strict=True):
                     if self._abandon.is_set():

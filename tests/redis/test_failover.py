@@ -17,7 +17,7 @@ from itertools import pairwise
 import pytest
 
 from feeds.core.groups import group_for_symbol
-from tests.servers import Server, manage
+from tests.servers import NO_HISTORY, Server, manage
 from tests.timeouts import stop, timeout
 
 pytestmark = [pytest.mark.redis, pytest.mark.live]
@@ -60,7 +60,7 @@ def tickers(redis_url, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "FEED_TICKER")}
     env.update(
         REDIS_URL=redis_url, MARKETFEED_VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1",
-        FEED_LEASE_S=str(LEASE_S),
+        FEED_LEASE_S=str(LEASE_S), **NO_HISTORY,
     )
     manage(env, "migrate", "--noinput")
     command = [sys.executable, "manage.py", "runticker"]

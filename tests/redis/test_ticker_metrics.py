@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from tests.metrics.test_metrics import sample
-from tests.servers import Server, free_port, manage
+from tests.servers import NO_HISTORY, Server, free_port, manage
 from tests.timeouts import timeout
 
 pytestmark = [pytest.mark.redis, pytest.mark.live]
@@ -28,6 +28,7 @@ async def test_the_leaders_metrics_show_it_leads_and_publishes(redis_url, tmp_pa
     redis.Redis.from_url(redis_url).flushdb()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "FEED_TICKER")}
     env.update(REDIS_URL=redis_url, MARKETFEED_VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    env.update(NO_HISTORY)
     manage(env, "migrate", "--noinput")
     port = free_port()
     ticker = Server(

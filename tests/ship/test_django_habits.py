@@ -19,7 +19,7 @@ import pytest
 import websockets
 
 from marketfeed.storage import ManifestStaticFilesStorage
-from tests.servers import Server, free_port, manage
+from tests.servers import NO_HISTORY, Server, free_port, manage
 from tests.timeouts import timeout
 
 HASHED = r"\.[0-9a-f]{12}\."
@@ -80,6 +80,7 @@ def test_collectstatic_then_the_page_loads_hashed_css_and_js(tmp_path):
     unset = ("REDIS_URL", "DATABASE_URL", "FEED_TICKER")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(MARKETFEED_VAR_DIR=str(tmp_path / "var"), PYTHONUNBUFFERED="1", STATIC_MANIFEST="1")
+    env.update(NO_HISTORY)
     manage(env, "migrate", "--noinput")
     collected = manage(env, "collectstatic", "--noinput")
     assert "post-processed" in collected
