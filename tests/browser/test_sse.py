@@ -31,16 +31,17 @@ def test_event_source_streams_quotes_and_reconnects_after_a_server_restart(conte
     page.evaluate(OPEN_STREAM)
     wait = timeout(20) * 1000
     page.wait_for_function(
-        "window.sseQuotes.filter(q => q.msg.type === 'quote').length >= 2", timeout=wait
+        "() => window.sseQuotes.filter(q => q.msg.type === 'quote').length >= 2", timeout=wait
     )
     first = page.evaluate("window.sseQuotes[window.sseQuotes.length - 1]")
     assert first["id"] == f"AAPL:{first['msg']['seq']}"
 
     own_server.stop()
-    page.wait_for_function("window.sseErrors >= 1", timeout=wait)  # the browser saw it go
+    # Functions, not expressions: the page's CSP forbids evaluating strings.
+    page.wait_for_function("() => window.sseErrors >= 1", timeout=wait)  # the browser saw it go
     count = page.evaluate("window.sseQuotes.length")
     own_server.start()  # same port, same database: the session cookie still holds
-    page.wait_for_function(f"window.sseQuotes.length >= {count + 2}", timeout=wait)
+    page.wait_for_function(f"() => window.sseQuotes.length >= {count + 2}", timeout=wait)
     assert page.evaluate("window.sseSource.readyState") == 1  # OPEN again, by itself
     after = page.evaluate(f"window.sseQuotes.slice({count})")
     assert all(q["msg"]["symbol"] == "AAPL" and q["id"] == f"AAPL:{q['msg']['seq']}" for q in after)
