@@ -42,9 +42,14 @@ from feeds.services import ListedInstrument
 
 logger = logging.getLogger(__name__)
 
-# Quotes whose group could not be reached (its shard of the layer is away);
-# the rest are published all the same.
-LAYER_PART = "part of the channel layer"
+
+
+class PartlyPublished(Exception):
+    """A pass whose quotes reached some groups but not all (a shard of the layer is away)."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"{sent} quotes published, the rest unreachable")
+        self.sent = sent
 
 MAX_IDLE_S = 0.25  # the loop wakes at least this often to notice reloads and stops
 CATCH_UP_LIMIT_S = 0.5  # after a stall, skip ahead rather than burst out old quotes
@@ -218,6 +223,10 @@ class Ticker:
                 logger.warning("ticker: no longer the leader (%s); publishing stopped", exc)
                 self.fenced.set()
                 return
+            except PartlyPublished as exc:  # some groups unreachable: the others got their quotes
+                store_outage.failed("ticker publishing", exc.__cause__ or exc)
+                await asyncio.sleep(self._idle_time())
+                continue
             except Exception as exc:  # the store or the layer is down: say so once, back off, go on
                 store_outage.failed("ticker publishing", exc)
                 await asyncio.sleep(FAILURE_BACKOFF_S)
@@ -290,17 +299,10 @@ class Ticker:
                 failure = failure or exc
                 continue
             sent += 1
-        self._layer_health(failure)
         self.published += sent
+        if failure is not None:  # one shard, or all of it: one outage either way, for _run
+            raise PartlyPublished(sent) from failure
         return sent
-
-    def _layer_health(self, failure: Exception | None) -> None:
-        """One warning per outage of some of the layer's groups (a shard's Redis away)."""
-        part = outage(LAYER_PART)
-        if failure is not None:
-            part.failed("ticker publishing", failure)
-        elif part.active:
-            part.recovered("ticker publishing")
 
     async def _publish_status(self, symbol: str, state: State) -> None:
         text = protocol.status(symbol, state)
