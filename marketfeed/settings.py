@@ -242,7 +242,7 @@ if 60 % FEED_BARS_PERIOD_S:
     )
 # A starting ticker backfills this many days of bars for instruments with none in
 # them (feeds/publish/backfill.py; at most FEED_BARS_RETENTION_DAYS); 0: off.
-FEED_BACKFILL_DAYS = env_int("FEED_BACKFILL_DAYS", 2, minimum=0, maximum=30)
+FEED_BACKFILL_DAYS = env_int("FEED_BACKFILL_DAYS", 3, minimum=0, maximum=30)
 
 # --- entitlements (PROTOCOL.md "Entitlements"; feeds/entitlements.py) ---
 # On: a user sees only the instruments of the exchanges and asset classes

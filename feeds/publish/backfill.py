@@ -5,9 +5,11 @@ When the ticker starts, every instrument with no bar stored in the last
 that much history of one-minute bars (``FEED_BARS_PERIOD_S`` each with the
 test knob), made by the price process itself (``feeds.core.backfill``) and
 ending exactly at the price the live ticker starts from. So the chart and
-``GET /api/bars/`` have two days of history at once, not after two days.
+``GET /api/bars/`` have days of history at once, not after days. The default
+is three: two days would give the hourly chart 48 candles, short of the 60 it
+opens on.
 
-Simulating the 60 default instruments' 172,800 bars and storing them takes
+Simulating the 60 default instruments' 259,200 bars (three days) and storing them takes
 seconds, so it runs beside the live ticker, after the ticker has started
 publishing: the live stream does not wait for it. The database work runs in
 a worker thread of its own (never the thread Django's views share), and the
@@ -22,7 +24,7 @@ It is one batched write in one transaction:
 - on SQLite, multi-row ``INSERT`` statements of as many rows as its limit
   on bound parameters allows: the library's own (32,766 by default since
   SQLite 3.32, 250,000 in Debian's build; not the 999 Django assumes), up to
-  65,535: 22 statements of 8,191 rows for 172,800 rows;
+  65,535: 22 statements of 8,191 rows for two days' 172,800 rows;
 - on PostgreSQL, one ``INSERT ... SELECT FROM unnest(...)`` of eight array
   parameters, one per column: psycopg parses a statement's placeholders in
   Python, so 1.4 million of them cost more than the rest of the backfill.

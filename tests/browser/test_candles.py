@@ -2,10 +2,9 @@
 
 A server of this module's own with two-second bars (``FEED_BARS_PERIOD_S``, a
 test knob: "1m" is 2 s, "1h" 120 s), so live candles start and grow within
-seconds. A new database: the ticker backfills its history at start, three
-days of periods here (``FEED_BACKFILL_DAYS=3``), because the default two
-days are only 48 hourly candles and the chart asks for at least 60 of each
-interval.
+seconds. A new database: the ticker backfills its history at start, the
+default three days of periods (two would be only 48 hourly candles, and the
+chart asks for at least 60 of each interval).
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ def server(tmp_path_factory):
     env.update(
         MARKETFEED_VAR_DIR=str(tmp_path_factory.mktemp("candles-var")), PYTHONUNBUFFERED="1",
         FEED_SEED="5", FEED_BARS_PERIOD_S=str(PERIOD_S), FEED_BARS_FLUSH_S="0.5",
-        FEED_BACKFILL_DAYS="3",
     )
     manage(env, "migrate", "--noinput")
     key = manage(env, "feeduser", USERNAME, "--password", PASSWORD).strip().splitlines()[-1]
