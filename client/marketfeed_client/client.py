@@ -327,6 +327,10 @@ class FeedClient:
         self._close_link(link)  # a no-op unless it went silent: then it must go for good
         if closed.code == CloseCode.UNAUTHORIZED:
             raise AuthenticationError(link.last_error or closed.reason or "unauthorized (4401)")
+        if closed.code == CloseCode.UNSUPPORTED_FORMAT:  # the same format would be refused again
+            why = link.last_error or closed.reason or "unknown format"
+            fmt = self._opts.wire_format
+            raise FeedError(f"the server refused wire format {fmt!r}: {why} (1003)")
         if self._links or self._dialing is not None:
             return  # another connection carries on, or is on its way
         if closed.code == CloseCode.GOING_AWAY:

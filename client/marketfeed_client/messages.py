@@ -41,6 +41,7 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    UNSUPPORTED_FORMAT = 1003  # the server does not know the ?format= asked for
     ABNORMAL = 1006  # no close frame: the connection was lost
     MESSAGE_TOO_BIG = 1009
     UNAUTHORIZED = 4401

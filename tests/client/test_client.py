@@ -19,6 +19,7 @@ from marketfeed_client import (
     Backoff,
     ConnectionState,
     FeedClient,
+    FeedError,
     Gap,
     Quote,
     ServerError,
@@ -257,6 +258,20 @@ async def test_4401_raises_authentication_error_with_the_servers_message_and_doe
     with pytest.raises(AuthenticationError):  # and again for anyone who reads later
         async for _ in feed.events():
             pass
+
+
+async def test_1003_for_an_unknown_format_is_a_feed_error_and_is_not_redialled(
+    feed, dialer, reader
+):
+    conn = await dialer.connection()
+    conn.push({"type": "error", "code": "bad_request", "message": "unknown format 'json': msgpack"})
+    conn.hang_up(1003)
+    await reader.until(lambda: reader.error is not None)
+    assert isinstance(reader.error, FeedError)
+    assert not isinstance(reader.error, AuthenticationError)
+    assert "unknown format 'json'" in str(reader.error)
+    assert "1003" in str(reader.error)
+    assert dialer.attempts == 1
 
 
 async def test_an_http_403_on_a_token_handshake_is_an_authentication_error(dialer):
