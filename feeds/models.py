@@ -206,3 +206,25 @@ class ServerEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.payload.get('type', '?')} from {self.origin}"
+
+
+class Watchlist(models.Model):
+    """One named, ordered list of symbols of one user (``feeds.watchlists`` writes them)."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watchlists"
+    )
+    name = models.CharField(max_length=60)
+    # The symbols in the user's order, upper-case, each once (a JSON list of strings).
+    symbols = models.JSONField(default=list)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering: ClassVar[list[str]] = ["user", "pk"]
+        constraints = (
+            models.UniqueConstraint(fields=["user", "name"], name="watchlist_name_per_user"),
+        )
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.name}"

@@ -1,14 +1,14 @@
 """Control events between the processes of one machine that share no channel layer.
 
 In the embedded default each process has its own in-memory channel layer, so
-a revocation or a licence change made from another process (``manage.py
-shell``, a second command, a cron job) would reach the running server only
-at its periodic re-check. Here the embedded layer also writes those events
-(``RELAYED``) to the ``ServerEvent`` table, and every server process reads
-the rows other processes wrote, every ``FEED_RELOAD_INTERVAL_S``, into its
-hub as if the layer had brought them: within a second, as PROTOCOL.md
-promises. With Redis the layer itself spans the processes and nothing is
-written here.
+a revocation, a licence change or a watchlist write made from another process
+(``manage.py shell``, a second command, a cron job, another worker) would
+reach the running server only at its periodic re-check, or never. Here the
+embedded layer also writes those events (``RELAYED``) to the ``ServerEvent``
+table, and every server process reads the rows other processes wrote, every
+``FEED_RELOAD_INTERVAL_S``, into its hub as if the layer had brought them:
+within a second, as PROTOCOL.md promises. With Redis the layer itself spans
+the processes and nothing is written here.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from feeds.core import events
 from feeds.models import ServerEvent
 
 # The events a connection must hear of wherever they were made.
-RELAYED = frozenset({events.AUTH_REVOKED, events.ENTITLEMENTS_CHANGED})
+RELAYED = frozenset(
+    {events.AUTH_REVOKED, events.ENTITLEMENTS_CHANGED, events.WATCHLISTS_CHANGED}
+)
 # Rows older than this are deleted by the next write: a reader polls far more often.
 KEEP_S = 60.0
 # This process, as the rows it writes name it: a reader skips its own (the layer brought them).

@@ -9,7 +9,7 @@ Groups (``feeds.core.groups``):
 
 - one group per instrument: ``quote`` and ``status``, from the ticker;
 - ``SERVERS_CONTROL_GROUP``, every server's hub: ``instruments.added``,
-  ``auth.revoked``, ``entitlements.changed``;
+  ``auth.revoked``, ``entitlements.changed``, ``watchlists.changed``;
 - ``TICKER_CONTROL_GROUP``, the ticker: ``instruments.changed``.
 """
 
@@ -30,6 +30,8 @@ INSTRUMENTS_ADDED = "instruments.added"
 AUTH_REVOKED = "auth.revoked"
 # Users (by id, as text) whose visible instruments may have shrunk.
 ENTITLEMENTS_CHANGED = "entitlements.changed"
+# Users (by id, as text) whose watchlists were written: connections that follow them re-read.
+WATCHLISTS_CHANGED = "watchlists.changed"
 # /healthz's round trip through the layer.
 HEALTH_CHECK = "health.check"
 
@@ -58,6 +60,10 @@ def auth_revoked(*, token_digests: Iterable[str] = (), user_ids: Iterable[str] =
 
 def entitlements_changed(user_ids: Iterable[str]) -> Event:
     return {"type": ENTITLEMENTS_CHANGED, "users": sorted(set(user_ids))}
+
+
+def watchlists_changed(user_ids: Iterable[str]) -> Event:
+    return {"type": WATCHLISTS_CHANGED, "users": sorted(set(user_ids))}
 
 
 def health_check() -> Event:

@@ -27,6 +27,11 @@ OPERATIONS = {
     ("GET", "/api/quotes/"),
     ("GET", "/api/quotes/{symbol}/"),
     ("GET", "/api/bars/{symbol}/"),
+    ("GET", "/api/watchlists/"),
+    ("POST", "/api/watchlists/"),
+    ("GET", "/api/watchlists/{id}/"),
+    ("PUT", "/api/watchlists/{id}/"),
+    ("DELETE", "/api/watchlists/{id}/"),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from feeds.edges.api import bars, errors, views
+from feeds.edges.api import bars, errors, views, watchlists
 
 app_name = "api"
 
@@ -28,6 +28,10 @@ urlpatterns = [
     path("quotes/", views.QuoteListApi.as_view(), name="quote-list"),
     re_path(r"^quotes/(?P<symbol>.+)/$", views.QuoteDetailApi.as_view(), name="quote-detail"),
     re_path(r"^bars/(?P<symbol>.+)/$", bars.BarListApi.as_view(), name="bar-list"),  # bars
+    path("watchlists/", watchlists.WatchlistListApi.as_view(), name="watchlist-list"),
+    path(
+        "watchlists/<int:pk>/", watchlists.WatchlistDetailApi.as_view(), name="watchlist-detail"
+    ),
     # Last: whatever matched nothing above.
     re_path(r"^(?P<unmatched>.*)$", errors.api_not_found, name="not-found"),
 ]
