@@ -27,6 +27,7 @@ import websockets
 from feeds.deliver.server_check import FEATURES
 from tests.faults.conftest import Feed, base_env, daphne, set_quote_rates
 from tests.faults.rawws import TEXT, RawClient
+from tests.live.reader import Reader
 from tests.metrics.test_metrics import sample, scrape
 from tests.schema import decode_frame
 from tests.servers import free_port, manage
@@ -87,30 +88,6 @@ async def first_quote(ws: websockets.ClientConnection) -> dict:
                 return msg
 
 
-class Reader:
-    """A client that keeps up: the newest seq per symbol, and how many quotes it read."""
-
-    def __init__(self) -> None:
-        self.latest: dict[str, int] = {}
-        self.count = 0
-        self.arrived = asyncio.Event()
-
-    async def run(self, url: str) -> None:
-        async with websockets.connect(url, max_queue=None) as ws:
-            await ws.send(json.dumps({"op": "subscribe", "symbols": SYMBOLS, "id": 1}))
-            async for frame in ws:
-                for msg in decode_frame(frame):
-                    if msg["type"] == "quote":
-                        self.latest[msg["symbol"]] = msg["seq"]
-                        self.count += 1
-                        self.arrived.set()
-
-    async def wait_for(self, n: int) -> None:
-        while self.count < n:
-            self.arrived.clear()
-            await self.arrived.wait()
-
-
 async def stalled(feed: Feed) -> tuple[RawClient, dict[str, int]]:
     """A raw client with a small receive buffer, subscribed, that reads nothing from now on.
 
@@ -156,7 +133,7 @@ async def test_daphne_serves_with_the_fast_path_back_pressure_and_close_codes(fe
 
 
 async def test_a_stalled_reader_is_conflated_not_buffered(feed):
-    reader = Reader()
+    reader = Reader(SYMBOLS)
     reading = asyncio.create_task(reader.run(feed.server.ws_url + f"?token={feed.token}"))
     slow: RawClient | None = None
     try:

@@ -8,13 +8,11 @@ really had, and every quote that follows on must be the shared, unmarked text.
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
-import websockets
 
 from tests.faults.rawws import RawClient
-from tests.schema import decode_frame
+from tests.live.reader import Reader
 from tests.timeouts import stop, timeout
 
 pytestmark = pytest.mark.live
@@ -24,36 +22,11 @@ RATE_PER_SYMBOL = 250.0  # quotes/s
 STALL_QUOTES = 3000  # far more than the socket and write buffers hold
 
 
-class Reader:
-    """A client that keeps up: the newest seq per symbol, and how many quotes it read."""
-
-    def __init__(self) -> None:
-        self.latest: dict[str, int] = {}
-        self.count = 0
-        self.arrived = asyncio.Event()
-
-    async def run(self, url: str) -> None:
-        async with websockets.connect(url, max_queue=None) as ws:
-            await ws.send(json.dumps({"op": "subscribe", "symbols": SYMBOLS, "id": 1}))
-            async for frame in ws:
-                for msg in decode_frame(frame):
-                    if msg["type"] == "quote":
-                        assert "prev_seq" not in msg, msg  # it keeps up: never a gap
-                        self.latest[msg["symbol"]] = msg["seq"]
-                        self.count += 1
-                        self.arrived.set()
-
-    async def wait_for(self, n: int) -> None:
-        while self.count < n:
-            self.arrived.clear()
-            await self.arrived.wait()
-
-
 async def test_a_stalled_reader_sees_each_gap_marked_with_the_seq_it_had(feed_server):
     feed = feed_server(
         rates={s: RATE_PER_SYMBOL for s in SYMBOLS}, env_extra={"FEED_SOCKET_BUFFER_BYTES": "16384"}
     )
-    reader = Reader()
+    reader = Reader(SYMBOLS, gapless=True)
     reading = asyncio.create_task(reader.run(feed.server.ws_url + f"?token={feed.token}"))
     slow = RawClient(feed.port, feed.token, rcvbuf=4096)
     try:
