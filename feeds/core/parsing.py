@@ -29,6 +29,7 @@ from feeds.core.protocol import (
     RequestId,
     Subscribe,
     Unsubscribe,
+    Watchlists,
 )
 
 # A JSON string, or an unterminated one running to the end of the text.
@@ -88,6 +89,11 @@ def parse_request(data: object) -> Request:
         return ListSubscriptions(request_id)
     if op == "ping":
         return Ping(request_id)
+    if op == "watchlists":
+        follow = data.get("follow", True)
+        if not isinstance(follow, bool):
+            raise _bad("'follow' must be true or false", request_id)
+        return Watchlists(request_id, follow)
     token = data.get("token")
     if not isinstance(token, str) or not token:
         raise ProtocolError(

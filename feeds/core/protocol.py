@@ -20,7 +20,7 @@ PROTOCOL_VERSION = 1
 # The instrument symbol rule (feeds.models validates with it too).
 SYMBOL_PATTERN = r"^[A-Z0-9.\-/_]{1,20}$"
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
-OPS = ("subscribe", "unsubscribe", "list", "ping", "auth")
+OPS = ("subscribe", "unsubscribe", "list", "ping", "auth", "watchlists")
 # Brackets nested deeper than this (outside strings) make a frame bad_request
 # before it is decoded. The decoder recurses once per level, so without a fixed
 # bound the answer to a deep frame would depend on how deep the caller's stack
@@ -125,7 +125,15 @@ class Auth:
     id: RequestId = None
 
 
-Request = Subscribe | Unsubscribe | ListSubscriptions | Ping | Auth
+@dataclass(frozen=True, slots=True)
+class Watchlists:
+    """The user's watchlists now; ``follow``: and again whenever they change (PROTOCOL.md)."""
+
+    id: RequestId = None
+    follow: bool = True
+
+
+Request = Subscribe | Unsubscribe | ListSubscriptions | Ping | Auth | Watchlists
 
 
 def is_symbol(text: str) -> bool:
@@ -187,6 +195,11 @@ def subscriptions(symbols: list[str], request_id: RequestId) -> str:
 
 def pong(ts_us: int, request_id: RequestId) -> str:
     return _dump(_with_id({"type": "pong", "ts": ts_us}, request_id))
+
+
+def watchlists(lists: list[dict[str, Any]], request_id: RequestId = None) -> str:
+    """The user's watchlists (``id``, ``name``, ``symbols``, ``updated`` each), oldest first."""
+    return _dump(_with_id({"type": "watchlists", "lists": lists}, request_id))
 
 
 def heartbeat(ts_us: int) -> str:

@@ -25,10 +25,11 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from feeds import auth, entitlements
+from feeds import auth, entitlements, watchlists
 from feeds.core import protocol
 from feeds.core.outbox import Outbox
 from feeds.core.protocol import CloseCode, ReconnectReason
+from feeds.deliver.follow import ReadWatchlists, WatchlistFollow
 from feeds.deliver.hub import Hub
 from feeds.deliver.plan import Action, AddToWildcard, Close, Limits, Opening, RecheckEntitlements
 from feeds.deliver.session import Phase, Session
@@ -73,6 +74,7 @@ def lookup_instruments(symbols: list[str] | tuple[str, ...]) -> dict[str, bool]:
 
 
 all_instruments = database_sync_to_async(instruments_all_by_symbol)
+read_watchlists = database_sync_to_async(watchlists.lists_of)
 
 
 async def covered_by_wildcard(user: Any, among: list[str] | None = None) -> dict[str, bool]:
@@ -109,6 +111,8 @@ class Connection:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timers: dict[str, asyncio.TimerHandle] = {}  # "max_age", "close"
         self._acquired = False
+        self.follow = WatchlistFollow()  # the user's watchlists, if the client asked
+        self._watchlists_lock = asyncio.Lock()
 
     @property
     def subs(self) -> dict[str, int | None]:
@@ -179,6 +183,10 @@ class Connection:
             leaving = self.session.unsubscribe(request, known=known)
             await self.hub.leave(self.session, leaving)
 
+    async def watchlists(self, request: protocol.Watchlists) -> None:
+        """Answer with the user's lists now; follow their changes unless told not to."""
+        await self._send_watchlists(self.follow.request(request))
+
     async def _open(self, opening: Opening) -> None:
         session = self.session
         session.begin(opening)
@@ -195,13 +203,15 @@ class Connection:
     def on_server_event(self, event: dict[str, Any]) -> None:
         """A control event for every connection of the process (revocations, listings, licences)."""
         self.act(self.session.on_event(event))
+        if self.session.phase is Phase.OPEN:
+            self.act(self.follow.on_event(event, self.user_key))
 
     def on_epoch(self, epoch: str) -> None:
         """Numbering restarted: a fresh snapshot of each symbol before any new-epoch quote."""
         if self.session.phase is Phase.OPEN and self.session.subs:
             self._spawn(self._resnapshot(epoch))
 
-    def act(self, action: Action | None) -> None:
+    def act(self, action: Action | ReadWatchlists | None) -> None:
         """Carry out what the session asked for."""
         if isinstance(action, Close):
             self._spawn(self._close(action))
@@ -209,6 +219,8 @@ class Connection:
             self._spawn(self._wildcard_add(list(action.symbols)))
         elif isinstance(action, RecheckEntitlements):
             self._spawn(entitlements.enforce([self]))
+        elif isinstance(action, ReadWatchlists):
+            self._spawn(self._send_watchlists(action))
 
     def revoke(self) -> None:
         """Its credentials no longer hold (the periodic re-check): ``unauthorized``, 4401."""
@@ -253,6 +265,15 @@ class Connection:
         if action.farewell is not None:
             await self.link.send_now(action.farewell)
         await self.link.close(action.code)
+
+    async def _send_watchlists(self, action: ReadWatchlists) -> None:
+        """Read the user's lists and queue them, one read at a time: the newest goes out last."""
+        async with self._watchlists_lock:
+            self.follow.reading(action)
+            lists = await read_watchlists(self.user.pk)
+            text = self.follow.answer(action, lists)
+            if text is not None and self.session.phase is Phase.OPEN:
+                self.session.outbox.control(text)
 
     async def _wildcard_add(self, symbols: list[str]) -> None:
         async with self._lock:

@@ -266,6 +266,8 @@ class QuoteConsumer(AsyncConsumer):  # type: ignore[misc]
             conn.session.list_subscriptions(request)
         elif isinstance(request, protocol.Ping):
             conn.session.pong(request, time.time_ns() // 1000)
+        elif isinstance(request, protocol.Watchlists):
+            await conn.watchlists(request)
         else:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, "already authenticated", request_id=request.id

@@ -18,9 +18,9 @@ each member's queue at once, without yielding, so a whole ticker pass lands
 in the hub's queue before the hub runs; messages are copied shallowly (their
 values are strings and numbers); expiry is swept at most once a second.
 
-One thing it adds: an in-memory layer ends at its process, so revocations and
-licence changes sent to the servers' control group are also written for the
-other processes of the machine (feeds/relay.py).
+One thing it adds: an in-memory layer ends at its process, so revocations,
+licence changes and watchlist changes sent to the servers' control group are
+also written for the other processes of the machine (feeds/relay.py).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from django.http import (
 )
 from django.urls import Resolver404, resolve
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -120,6 +121,7 @@ def _messages(data: Any, where: str) -> Iterator[str]:
 # --- plain Django views ------------------------------------------------------------
 
 
+@csrf_exempt  # it changes nothing; else a cookie-less POST got Django's HTML 403 page
 def api_not_found(request: HttpRequest, unmatched: str = "") -> HttpResponse:
     """404 JSON for any URL under /api/ that names no endpoint.
 
