@@ -12,6 +12,10 @@ array frame, built once per distinct subscription set, as the feed does with
 ``FEED_BATCH_FRAMES=1``. Lines on stdin, ``halt SYMBOL`` / ``resume SYMBOL``,
 broadcast a ``status``: the floor for the admin scenario.
 
+``--reuse-port``: several processes listen on one port (``SO_REUSEPORT``), as
+the feed's workers do; each runs its own market with the same seed and rate,
+and each gets the halt lines on its own stdin (bench/servers.py does both).
+
 Run: ``python -m bench.reference --port P --symbols 10 --rate 50 --token T``.
 """
 
@@ -242,6 +246,7 @@ async def amain(args: argparse.Namespace) -> None:
         ping_timeout=30,
         server_header=None,
         backlog=args.backlog,
+        reuse_port=args.reuse_port,
     ):
         print(f"{READY_LINE} 127.0.0.1:{args.port}", flush=True)
         tasks = [asyncio.create_task(ref.tick_loop())]
@@ -263,6 +268,11 @@ def parse_args(argv: Iterable[str]) -> argparse.Namespace:
     p.add_argument("--control", action="store_true", help="read halt/resume lines on stdin")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--backlog", type=int, default=100, help="listen backlog (asyncio's default)")
+    p.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="SO_REUSEPORT: several processes on one port, the kernel spreading connections",
+    )
     return p.parse_args(list(argv))
 
 

@@ -29,6 +29,7 @@ SCENARIOS = (
     "idle",
     "storm",
     "admin",
+    "c100k",
 )
 
 TEMPLATE = """# Performance
@@ -184,7 +185,11 @@ def runs_section(docs: dict[str, dict[str, Any]]) -> str:
             f"`bench/results/{doc['_file']}`\n"
         )
         servers = doc["servers"]
-        if any(isinstance(v, list) for v in servers.values()):
+        if name == "c100k":
+            from bench import c100k_report
+
+            out.append(c100k_report.section(doc))
+        elif any(isinstance(v, list) for v in servers.values()):
             out.extend(point_rows(doc))
         else:
             for server, r in servers.items():

@@ -36,6 +36,7 @@ from websockets.sync.client import connect as sync_connect
 from bench import procs
 from bench.djangoctl import symbol_names
 from bench.reference import READY_LINE
+from deploy.procs import daphne_command, listeners
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = (
@@ -161,6 +162,23 @@ class Deployment:
         self.commands[role] = " ".join(_short(c) for c in shown)
         return proc
 
+    def start_with_fds(
+        self, role: str, cmd: list[str], env: dict[str, str], fds: tuple[int, ...]
+    ) -> subprocess.Popen[bytes]:
+        """``start`` for a process that inherits ``fds`` (a worker's listening socket)."""
+        log = self.dir / f"{role}.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, pass_fds=fds,
+                # As procs.spawn: its own process group, the open-file limit raised.
+                preexec_fn=procs._child_setup,
+            )
+        procs._children.append(proc)  # ended by procs.kill_all like every other child
+        self.running[role] = proc
+        self.commands[role] = " ".join(_short(c) for c in cmd)
+        return proc
+
     def wait_log(self, role: str, needle: str) -> None:
         procs.wait_for_log(self.dir / f"{role}.log", needle, self.running[role], START_TIMEOUT_S)
 
@@ -251,6 +269,9 @@ class FeedDeployment(Deployment):
         self.symbols = symbol_names(load.symbols)
         if self.redis:
             self.start("runticker", [sys.executable, "manage.py", "runticker"], env)
+        self._start_daphnes(env)
+
+    def _start_daphnes(self, env: dict[str, str]) -> None:
         self.urls = []
         for i in range(self.daphnes):
             role = "daphne" if i == 0 else f"daphne{i + 1}"
@@ -287,10 +308,50 @@ class FeedDeployment(Deployment):
         super().close()
 
 
+class WorkersDeployment(FeedDeployment):
+    """``workers`` daphne processes on one port, as ``deploy.cluster --workers N`` runs them.
+
+    Redis pubsub and one runticker; the listening sockets (SO_REUSEPORT, one
+    per worker) and each worker's command line come from deploy/procs.py, the
+    cluster's own code, so the bench measures the deployment docs/DEPLOY.md
+    describes. Every worker gets the same URL; the kernel spreads the
+    connections over them.
+    """
+
+    def __init__(self, workers: int, *, pin: bool = False) -> None:
+        self.workers = workers
+        super().__init__("redis-pubsub", pin=pin)
+        self.name = "redis-pubsub-workers"
+
+    def _start_daphnes(self, env: dict[str, str]) -> None:
+        port = procs.free_port()
+        sockets = listeners("127.0.0.1", port, self.workers)
+        try:
+            for i, sock in enumerate(sockets):
+                cmd = daphne_command(sys.executable, "127.0.0.1", port, fd=sock.fileno())
+                self.start_with_fds(f"daphne{i + 1}", cmd, env, (sock.fileno(),))
+        finally:
+            for sock in sockets:  # each worker holds its own now
+                sock.close()
+        self.urls = [f"ws://127.0.0.1:{port}/ws/quotes/?token={self.token}"]
+        for i in range(self.workers):
+            self.wait_log(f"daphne{i + 1}", DAPHNE_READY)
+        probe(self.urls[0], self.symbols[0])
+
+
 class ReferenceDeployment(Deployment):
+    """bench/reference.py; with ``workers`` > 1, that many processes on one port (SO_REUSEPORT)."""
+
     name = "reference"
 
+    def __init__(self, *, pin: bool, workers: int = 1) -> None:
+        super().__init__(pin=pin)
+        self.workers = workers
+
     def up(self, load: Load) -> None:
+        if self.workers > 1:
+            self._up_workers(load)
+            return
         port = procs.free_port()
         self.symbols = symbol_names(load.symbols)
         cmd = [
@@ -316,12 +377,31 @@ class ReferenceDeployment(Deployment):
         self.urls = [f"ws://127.0.0.1:{port}/ws/quotes/?token={REFERENCE_TOKEN}"]
         probe(self.urls[0], self.symbols[0])
 
+    def _up_workers(self, load: Load) -> None:
+        port = procs.free_port()
+        self.symbols = symbol_names(load.symbols)
+        env = base_env(self.dir / "var")
+        for i in range(self.workers):
+            cmd = [
+                sys.executable, "-m", "bench.reference", "--port", str(port),
+                "--symbols", str(load.symbols), "--rate", f"{load.rate:g}",
+                "--token", REFERENCE_TOKEN, "--control", "--backlog", str(REFERENCE_BACKLOG),
+                "--reuse-port", *(["--batch"] if load.batch else []),
+            ]
+            self.start(f"reference{i + 1}", cmd, env, stdin_pipe=True)
+        for i in range(self.workers):
+            self.wait_log(f"reference{i + 1}", READY_LINE)
+        self.urls = [f"ws://127.0.0.1:{port}/ws/quotes/?token={REFERENCE_TOKEN}"]
+        probe(self.urls[0], self.symbols[0])
+
     def halt(self, symbol: str, *, halted: bool) -> float:
-        stdin = self.running["reference"].stdin
-        assert stdin is not None
+        line = f"{'halt' if halted else 'resume'} {symbol}\n".encode()
+        pipes = [p.stdin for r, p in self.running.items() if r.startswith("reference")]
         t0 = time.time()
-        stdin.write(f"{'halt' if halted else 'resume'} {symbol}\n".encode())
-        stdin.flush()
+        for stdin in pipes:
+            assert stdin is not None
+            stdin.write(line)
+            stdin.flush()
         return t0
 
 

@@ -239,4 +239,14 @@ def targets_table(docs: Docs) -> str:
             lines.append(f"| {metric} | {target} | _result unreadable: {exc!r}_ | | | no figure |")
             continue
         lines.append("| " + " | ".join(cells) + " |")
+    if "c100k" in docs:
+        from bench import c100k_report  # its rows: four targets from one run
+
+        try:
+            rows = c100k_report.rows(docs["c100k"])
+            lines.extend("| " + " | ".join(cells) + " |" for cells in rows)
+        except (KeyError, StopIteration, TypeError) as exc:
+            lines.append(f"| c100k | | _result unreadable: {exc!r}_ | | | no figure |")
+    else:
+        lines.append("| c100k: 100,000 connections | see the c100k run | _not run_ | | | not run |")
     return "\n".join(lines)
