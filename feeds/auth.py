@@ -21,7 +21,11 @@ Tickets (``POST /api/ws-ticket/``): a random string that admits one WebSocket
 or SSE handshake within ``FEED_WS_TICKET_TTL_S``, so that no long-lived
 credential has to go into a URL. Kept in Django's cache under its SHA-256
 (Redis with ``REDIS_URL``, so any server process redeems it); redeemed by a
-delete that only one caller can win."""
+delete that only one caller can win.
+
+Handshakes look a token up through ``token_cache`` (feeds/tokencache.py): a
+token checked within the last second admits its handshake without a query;
+a revocation drops it at once, and the second bounds a lost one."""
 
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ from django.core.cache import cache
 from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 from rest_framework import authentication, exceptions
+
+from feeds.tokencache import TokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -173,13 +179,53 @@ def issue_token(user: Any) -> tuple[str, Any]:
     return token, row
 
 
-@database_sync_to_async
-def user_for_token(key: str) -> Any | None:
-    """The active user an unexpired API token belongs to, or None."""
-    row = find_token(key)
-    if row is None or not row.user.is_active:
+def find_tokens(wanted: dict[str, str]) -> dict[str, tuple[Any, float | None]]:
+    """Of ``{digest: prefix}``, the live tokens of active users: ``{digest: (user, expiry)}``.
+
+    ``find_token`` for many tokens at once: candidates by the stored prefix
+    (one query per 500), a constant-time compare of each digest, then their
+    active users in one query (one per 500), one object per user; the expiry
+    as a wall-clock timestamp (None: none).
+    """
+    from django.contrib.auth import get_user_model
+    from knox.models import get_token_model
+
+    prefixes = sorted(set(wanted.values()))
+    candidates: dict[str, list[tuple[str, Any, Any]]] = {}
+    for start in range(0, len(prefixes), 500):  # SQLite caps query parameters
+        rows = get_token_model().objects.filter(token_key__in=prefixes[start : start + 500])
+        for prefix, digest, expiry, user_id in rows.values_list(
+            "token_key", "digest", "expiry", "user_id"
+        ):
+            candidates.setdefault(prefix, []).append((digest, expiry, user_id))
+    good: dict[str, tuple[Any, Any]] = {}
+    for digest, prefix in wanted.items():
+        for stored, expiry, user_id in candidates.get(prefix, ()):
+            if compare_digest(digest, stored) and _live(expiry):
+                good[digest] = (user_id, expiry)
+    ids = sorted({user_id for user_id, _ in good.values()})
+    users: dict[Any, Any] = {}
+    for start in range(0, len(ids), 500):
+        active = get_user_model()._default_manager.filter(is_active=True)
+        users.update(active.in_bulk(ids[start : start + 500]))
+    return {
+        digest: (users[user_id], None if expiry is None else expiry.timestamp())
+        for digest, (user_id, expiry) in good.items()
+        if user_id in users
+    }
+
+
+# The handshakes' cache of this process (feeds/tokencache.py); revocations call its ``forget``.
+token_cache = TokenCache(database_sync_to_async(find_tokens))
+
+
+async def user_for_token(key: str) -> Any | None:
+    """The active user an unexpired API token belongs to, or None (``token_cache``: ≤ 1 s old)."""
+    from knox.settings import CONSTANTS
+
+    if not is_token_shaped(key):
         return None
-    return row.user
+    return await token_cache.lookup(token_digest(key), key[: CONSTANTS.TOKEN_KEY_LENGTH])
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
@@ -250,35 +296,45 @@ def user_for_ticket(ticket: str) -> Any | None:
 class TokenAuthMiddleware:
     """Put the user of a handshake token or ticket into ``scope["user"]``, or refuse the handshake.
 
-    Sits inside Channels' AuthMiddlewareStack so that a credential overrides
-    the session's user; ``scope["auth_method"]`` records which way won
-    ("header", "ticket", "query" or "session"), ``scope["auth_token"]`` the
-    token (None for a ticket or the session: nothing long-lived to revoke).
+    It wraps Channels' ``AuthMiddlewareStack`` rather than sitting inside it:
+    a handshake that carries a credential never goes through the session and
+    auth middleware (a thread hop for the session's user it would not use);
+    one without goes through them, and the session cookie's user stands.
+    ``scope["auth_method"]`` records which way won ("header", "ticket",
+    "query" or "session"), ``scope["auth_token"]`` the token (None for a
+    ticket or the session: nothing long-lived to revoke).
     """
 
     def __init__(self, app: Any) -> None:
+        from channels.auth import AuthMiddlewareStack
+
         self.app = app
+        self.with_session = AuthMiddlewareStack(self._session)
+
+    async def _session(self, scope: Scope, receive: Any, send: Any) -> None:
+        user = scope.get("user")
+        scope = dict(scope)
+        scope["auth_method"] = "session" if user is not None and user.is_authenticated else ""
+        return await self.app(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":
             return await self.app(scope, receive, send)
         key, where = handshake_token(scope)
-        scope = dict(scope)
-        if key is not None:
-            if where == "ticket":
-                user = await user_for_ticket(key)
-            else:
-                user = await user_for_token(key)
-            if user is None:
-                await receive()
-                reason = f"bad token in the {where}"
-                if where == "ticket":
-                    reason = "bad ticket (unknown, used or expired)"
-                return await refuse(send, scope, reason)
-            scope["user"] = user
-            scope["auth_method"] = where
-            scope["auth_token"] = None if where == "ticket" else key
+        if key is None:
+            return await self.with_session(scope, receive, send)
+        if where == "ticket":
+            user = await user_for_ticket(key)
         else:
-            user = scope.get("user")
-            scope["auth_method"] = "session" if user is not None and user.is_authenticated else ""
+            user = await user_for_token(key)
+        if user is None:
+            await receive()
+            reason = f"bad token in the {where}"
+            if where == "ticket":
+                reason = "bad ticket (unknown, used or expired)"
+            return await refuse(send, scope, reason)
+        scope = dict(scope)
+        scope["user"] = user
+        scope["auth_method"] = where
+        scope["auth_token"] = None if where == "ticket" else key
         return await self.app(scope, receive, send)

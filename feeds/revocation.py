@@ -10,6 +10,12 @@ itself still waits for the commit. Connections carry a digest of their token,
 never the token, in that message. A ticket is no long-lived credential: a
 connection it opened is closed by its user's revocation. ``still_authorized``
 is what the servers' periodic re-check asks, for a broadcast that was lost.
+
+The handshakes' token cache (feeds/tokencache.py) forgets what a revocation
+names: in the revoking process when the transaction commits, and in every
+server process when its hub hears ``auth.revoked`` (``forget_revoked``). Any
+other save of a user (a new password, say) makes this process check that
+user's tokens again at their next handshake.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
-from feeds.auth import _DIGEST_RE, token_digest
+from feeds.auth import _DIGEST_RE, token_cache, token_digest
 from feeds.core import events
 from feeds.core.groups import SERVERS_CONTROL_GROUP
 
@@ -50,7 +56,13 @@ def revoke_on_commit(
     transaction.on_commit(lambda: revocation_notify(event))
 
 
+def forget_revoked(event: dict[str, Any]) -> None:
+    """This process's token cache forgets the tokens and users an ``auth.revoked`` names."""
+    token_cache.forget(token_digests=event.get("tokens", ()), user_ids=event.get("users", ()))
+
+
 def revocation_notify(event: dict[str, Any]) -> None:
+    forget_revoked(event)  # here first: a handshake on this process must not wait for the layer
     # The servers' periodic re-check (FEED_AUTH_RECHECK_S) still closes them if this is lost.
     notify_servers(event, what="a token revocation")
 
@@ -80,8 +92,13 @@ def _token_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:
 
 
 def _user_saved(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
-    if not created and not instance.is_active:
+    if created:
+        return
+    if not instance.is_active:
         revoke_on_commit(users=[instance.pk])
+    else:  # a password, a name: nothing revoked, but this process reads the user afresh
+        pk = instance.pk
+        transaction.on_commit(lambda: token_cache.forget(user_ids=[pk]))
 
 
 def _user_deleted(sender: Any, instance: Any, **kwargs: Any) -> None:

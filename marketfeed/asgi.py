@@ -48,10 +48,10 @@ from feeds.deliver.server import SERVER_SEND
 from feeds.edges import sse
 from feeds.edges.websocket import QuoteConsumer
 
+# A credential in the handshake skips Channels' session stack; without one,
+# TokenAuthMiddleware runs it for the cookie's user (feeds/auth.py).
 websocket_application = OriginValidator(
-    AuthMiddlewareStack(
-        TokenAuthMiddleware(URLRouter([path("ws/quotes/", QuoteConsumer.as_asgi())]))
-    )
+    TokenAuthMiddleware(URLRouter([path("ws/quotes/", QuoteConsumer.as_asgi())]))
 )
 
 router = ProtocolTypeRouter({"http": django_application, "websocket": websocket_application})

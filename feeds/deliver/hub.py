@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
 
+from feeds import revocation
 from feeds.core import events, protocol
 from feeds.core.groups import SERVERS_CONTROL_GROUP, group_for_symbol
 from feeds.core.outbox import Outbox
@@ -220,6 +221,8 @@ class Hub:
             for conn in list(self.members.get(symbol, ())):
                 conn.deliver_status(symbol, message["text"])
         else:
+            if kind == events.AUTH_REVOKED:  # before any handshake can find the token cached
+                revocation.forget_revoked(message)
             for conn in list(self.connections):
                 conn.on_server_event(message)
 
