@@ -344,6 +344,11 @@ class Adapter:
         transport = getattr(protocol, "transport", None)
         if not isinstance(tcp_class, type) or not isinstance(transport, tcp_class):
             return features - {FAST_WRITE, BACK_PRESSURE}
+        if getattr(transport, "disconnected", False):
+            # Gone before its consumer started (a reset in a connect storm): Twisted has
+            # already dropped its socket. Nothing more is written to it, and a piece it
+            # no longer has says nothing about the library: the process keeps its features.
+            return features - {FAST_WRITE, BACK_PRESSURE}
         return features - self._instance_lost("tcp_connection", transport, features)
 
     def stream_features(self, request: Any) -> frozenset[str]:

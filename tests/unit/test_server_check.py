@@ -179,6 +179,24 @@ def test_a_connection_without_send_queue_is_served_without_the_fast_path(caplog,
     assert state["back_pressure"]
 
 
+def test_a_connection_lost_before_its_consumer_started_costs_the_process_nothing(
+    caplog, tcp_pair
+):
+    """A client reset during a connect storm: Twisted deleted the socket before we attach."""
+    connection, _ = tcp_pair
+    own = adapter()
+    gone = Protocol(connection)
+    connection.disconnected = 1  # as abstract.FileDescriptor.connectionLost leaves it
+    sock = connection.socket
+    del connection.socket
+    assert not attach_to(own, gone).write_frames([QUOTE], shared=True)  # nothing to write to
+    assert warnings(caplog) == []
+    assert own.mode()["fast_write"]
+    assert not own.mode()["degraded"]
+    connection.socket, connection.disconnected = sock, 0
+    assert attach_to(own, Protocol(connection)).write_frames([QUOTE], shared=True)
+
+
 async def test_without_send_close_frame_a_1001_drops_the_connection(caplog, tcp_pair):
     connection, _ = tcp_pair
     own = adapter()
