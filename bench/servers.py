@@ -89,14 +89,21 @@ def daphne_count(server: str) -> int:
     return 2 if server.removesuffix("-shards").endswith("-2") else 1
 
 
-def probe(url: str, symbol: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Ready means quotes flow: subscribe one client to ``symbol`` and wait for a quote."""
+def probe(
+    url: str, symbol: str, timeout_s: float = PROBE_TIMEOUT_S, *, also: list[str] | None = None
+) -> None:
+    """Ready means quotes flow: subscribe one client to ``symbol`` and wait for a quote.
+
+    ``also``: more symbols to subscribe, a quote of any will do (a slow ticker
+    may not quote one symbol within the timeout).
+    """
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
             with sync_connect(url, compression=None, open_timeout=5, user_agent_header=None) as ws:
-                ws.send(json.dumps({"op": "subscribe", "symbols": [symbol], "id": 1}))
+                symbols = [symbol, *(also or [])]
+                ws.send(json.dumps({"op": "subscribe", "symbols": symbols, "id": 1}))
                 while time.monotonic() < deadline:
                     text = str(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
                     if '"type":"quote"' in text:
@@ -336,7 +343,7 @@ class WorkersDeployment(FeedDeployment):
         self.urls = [f"ws://127.0.0.1:{port}/ws/quotes/?token={self.token}"]
         for i in range(self.workers):
             self.wait_log(f"daphne{i + 1}", DAPHNE_READY)
-        probe(self.urls[0], self.symbols[0])
+        probe(self.urls[0], self.symbols[0], also=self.symbols[1:])
 
 
 class ReferenceDeployment(Deployment):
@@ -392,7 +399,7 @@ class ReferenceDeployment(Deployment):
         for i in range(self.workers):
             self.wait_log(f"reference{i + 1}", READY_LINE)
         self.urls = [f"ws://127.0.0.1:{port}/ws/quotes/?token={REFERENCE_TOKEN}"]
-        probe(self.urls[0], self.symbols[0])
+        probe(self.urls[0], self.symbols[0], also=self.symbols[1:])
 
     def halt(self, symbol: str, *, halted: bool) -> float:
         line = f"{'halt' if halted else 'resume'} {symbol}\n".encode()
