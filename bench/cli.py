@@ -32,6 +32,18 @@ STREAM_SHAPES = {  # clients, symbols, symbols per client
     "mix1000": (1000, 50, 5),
     "overload": (100, 10, 10),
     "layers": (100, 10, 10),
+    "fan146": (146, 21, 21),
+}
+LAYER_SERVERS = {  # the scenarios that run several deployments side by side
+    "layers": (
+        "embedded",
+        "redis-pubsub",
+        "redis-pubsub-shards",
+        "redis-core",
+        "redis-pubsub-2",
+        "redis-pubsub-2-shards",
+    ),
+    "fan146": ("embedded", "redis-pubsub", "redis-pubsub-shards"),
 }
 HELP = {
     "quick": "≤ 20 s smoke run (embedded + reference); exits 1 if delivery collapses",
@@ -42,6 +54,8 @@ HELP = {
     "overload": "far beyond capacity: conflation or backlog?",
     "layers": "embedded vs redis-pubsub vs redis-core vs two daphnes on redis-pubsub, "
     "on one Redis and sharded over two, same points",
+    "fan146": "146 clients x 21 of 21 symbols, 15,000 deliveries/s: embedded, Redis on one "
+    "instance and sharded over two, reference, side by side",
     "idle": "RSS per idle authenticated connection",
     "storm": "many authenticated handshakes at once",
     "admin": "halt/resume through the services: time until every subscriber knows",
@@ -138,18 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="deliveries/s, comma-separated (5k,10k,...)",
         )
-        if name == "layers":
-            p.add_argument(
-                "--servers",
-                type=server_list,
-                default=[
-                    "embedded",
-                    "redis-pubsub",
-                    "redis-core",
-                    "redis-pubsub-2",
-                    "redis-pubsub-2-shards",
-                ],
-            )
+        if name in LAYER_SERVERS:
+            p.add_argument("--servers", type=server_list, default=list(LAYER_SERVERS[name]))
         else:
             p.add_argument("--server", choices=SERVERS, default="embedded")
         p.add_argument(

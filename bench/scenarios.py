@@ -25,6 +25,7 @@ P99_LOOSE_US = 100_000
 SWEEP_OFFERED = (5_000, 10_000, 20_000, 40_000, 60_000, 80_000, 120_000, 160_000)
 BATCH_OFFERED = (20_000, 40_000, 80_000, 120_000, 160_000, 200_000)
 LAYERS_OFFERED = (10_000, 20_000, 40_000)
+FAN146_OFFERED = 15_000
 
 Summary = dict[str, Any]
 
@@ -199,7 +200,27 @@ def overload(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def layers(args: argparse.Namespace) -> dict[str, Any]:
-    specs = [spec(args, o) for o in (args.offered or LAYERS_OFFERED)]
+    return _side_by_side(args, [spec(args, o) for o in (args.offered or LAYERS_OFFERED)])
+
+
+def fan146(args: argparse.Namespace) -> dict[str, Any]:
+    """146 clients x 21 of 21 symbols at 15,000/s: each layout beside the reference.
+
+    CPU per delivery counts every server-side process (daphne, runticker,
+    redis-server(s)), so the Redis layouts' figures include the bus.
+    """
+    offered = args.offered or [FAN146_OFFERED]
+    result = _side_by_side(args, [spec(args, o) for o in offered])
+    table = result["summary"]["table"]
+    ref = {t["offered"]: t["cpu_per_delivery_us"] for t in table if t["server"] == "reference"}
+    emb = {t["offered"]: t["cpu_per_delivery_us"] for t in table if t["server"] == "embedded"}
+    for t in table:
+        t["cpu_ratio_to_reference"] = ratio(t["cpu_per_delivery_us"], ref.get(t["offered"]))
+        t["cpu_ratio_to_embedded"] = ratio(t["cpu_per_delivery_us"], emb.get(t["offered"]))
+    return result
+
+
+def _side_by_side(args: argparse.Namespace, specs: list[PointSpec]) -> dict[str, Any]:
     runs = both(args, args.servers, specs)
     table = []
     for server, points in runs.items():
@@ -243,5 +264,6 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "mix1000": mix1000,
     "overload": overload,
     "layers": layers,
+    "fan146": fan146,
     "quick": quick,
 }

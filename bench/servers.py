@@ -6,9 +6,11 @@
   one daphne; ``REDIS_LAYER`` selects the channels-redis layer.
 - ``redis-pubsub-2`` / ``redis-core-2``: the same with two daphne processes;
   the scenario splits clients across them.
-- ``redis-pubsub-2-shards`` / ``redis-core-2-shards``: two daphne processes and
-  the layer over two private redis-servers (``REDIS_LAYER_URLS``); the quote
-  store and the ticker lease on the first, as ``REDIS_URL``.
+- ``redis-pubsub-shards``: one daphne and the layer over two private
+  redis-servers (``REDIS_LAYER_URLS``); the quote store and the ticker lease on
+  the first, as ``REDIS_URL``: the sharded bus beside ``redis-pubsub`` on one.
+- ``redis-pubsub-2-shards`` / ``redis-core-2-shards``: the same with two daphne
+  processes.
 - ``reference``: bench/reference.py.
 
 Each deployment owns a temporary ``MARKETFEED_VAR_DIR`` (its own SQLite
@@ -45,6 +47,7 @@ SERVERS = (
     "redis-core",
     "redis-pubsub-2",
     "redis-core-2",
+    "redis-pubsub-shards",
     "redis-pubsub-2-shards",
     "redis-core-2-shards",
 )
