@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import urllib.request
 
 import pytest
 
@@ -39,13 +41,35 @@ def context(chromium):
     ctx.close()
 
 
-def log_in(page, base_url: str) -> None:
+def log_in(page, base_url: str, *, keep_lists: bool = False) -> None:
+    """Sign in as the test user, live. Its watchlists kept on the server are deleted first
+    (unless ``keep_lists``): like a fresh browser profile, every test starts from none."""
+    if not keep_lists:
+        delete_watchlists(base_url)
     page.goto(f"{base_url}/")
     page.wait_for_url("**/accounts/login/**")
     page.fill('input[name="username"]', USERNAME)
     page.fill('input[name="password"]', PASSWORD)
     page.click('button[type="submit"]')
     page.wait_for_selector('#conn-state[data-state="live"]')
+
+
+def delete_watchlists(base_url: str) -> None:
+    """Delete every watchlist of the test user, through the REST API (a token of its own)."""
+    def call(method: str, path: str, body: dict | None = None, token: str = "") -> object:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Token {token}"
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base_url + path, data, headers, method=method)
+        with urllib.request.urlopen(request, timeout=timeout(10)) as response:
+            raw = response.read()
+            return json.loads(raw) if raw else None
+
+    token = call("POST", "/api/token/", {"username": USERNAME, "password": PASSWORD})["token"]
+    for listed in call("GET", "/api/watchlists/", token=token):
+        call("DELETE", f"/api/watchlists/{listed['id']}/", token=token)
+    call("POST", "/api/token/revoke/", {}, token=token)
 
 
 @pytest.fixture

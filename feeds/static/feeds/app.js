@@ -6,6 +6,7 @@ import { QuoteBook } from "./book.js";
 import { SelectedChart } from "./chart.js";
 import { FeedConnection } from "./connection.js";
 import { normalizeSymbol } from "./frames.js";
+import { ServerLists } from "./lists.js";
 import { SymbolSearch } from "./search.js";
 import { chartColours } from "./spark.js";
 import { PING_INTERVAL_MS, StatusBar } from "./status.js";
@@ -14,6 +15,7 @@ import { Watchlist } from "./watchlist.js";
 
 const RATE_LIMIT_RETRY_MS = 1000;
 const SPARK_INTERVAL_MS = 250; // sparklines redraw at most this often (one history bucket)
+const WATCHLISTS_ID = "watchlists"; // the id of the request that follows the user's lists
 // Why the server made the page take symbols off the watchlist, by error code or status state.
 const REMOVED_BECAUSE = Object.freeze({
   unknown_symbol: "no longer listed",
@@ -23,7 +25,7 @@ const REMOVED_BECAUSE = Object.freeze({
 
 export class TickerApp {
   constructor(root) {
-    const { user, wsPath, heartbeatS, loginUrl, instrumentsUrl, barsUrl } = root.dataset;
+    const { user, wsPath, heartbeatS, loginUrl, instrumentsUrl, barsUrl, watchlistsUrl } = root.dataset;
     Object.assign(this, { root, loginUrl, instrumentsUrl });
     this.heartbeatS = Number(heartbeatS) || 15;
     this.watchlist = new Watchlist(`marketfeed:watchlist:v1:${user}`);
@@ -48,6 +50,18 @@ export class TickerApp {
       instrumentsUrl,
       onPick: (symbol, instrument) => this.add(symbol, instrument),
     });
+    // The lists kept on the server (PROTOCOL.md "Watchlists"): which one is shown, and its saves.
+    this.lists = new ServerLists({
+      url: watchlistsUrl || "/api/watchlists/",
+      user,
+      watchlist: this.watchlist,
+      anchor: root.querySelector("#add-form"),
+      onShow: (symbols) => this.#show(symbols),
+      onRemoved: (reason, symbols) => this.#removedBy(reason, symbols),
+      refresh: () => this.#follow(),
+    });
+    this.shown = false; // the first list to show is the server's: no subscribe before it
+    this.followed = null; // the socket the lists are followed on
     this.stateEl = document.getElementById("conn-state");
     this.errorEl = root.querySelector("#add-error");
     this.noticeEl = root.querySelector("#notice");
@@ -106,9 +120,10 @@ export class TickerApp {
     if (this.#request("unsubscribe", [symbol], "remove")) this.subscribed -= 1;
   }
 
-  /** Off the watchlist and the page, without telling the server. */
+  /** Off the watchlist and the page, without telling the feed; the list is saved. */
   #drop(symbol) {
     this.watchlist.remove(symbol);
+    this.lists.changed();
     this.book.forget(symbol);
     this.#sync();
     if (this.table.selected === symbol) this.select(this.watchlist.symbols[0] ?? "");
@@ -137,6 +152,7 @@ export class TickerApp {
   }
 
   #resubscribe() {
+    if (!this.shown) return; // the server's lists first
     this.subscribed = 0;
     const symbols = [...this.watchlist.symbols];
     if (symbols.length) this.#request("subscribe", symbols, "resubscribe");
@@ -165,15 +181,20 @@ export class TickerApp {
         break;
       case "welcome":
         this.maxSymbols = Number(m.max_symbols) || Infinity;
+        this.#follow(); // the user's lists now, and whenever they change
         this.#resubscribe(); // a new connection starts with no subscriptions
         this.#ping();
+        break;
+      case "watchlists":
+        this.lists.received(m.lists, m.id === WATCHLISTS_ID);
         break;
       case "subscribed":
       case "unsubscribed":
         this.#confirmed(this.#take(m.id), m.symbols ?? []);
         break;
       case "error":
-        this.#failed(this.#take(m.id), m);
+        if (m.id === WATCHLISTS_ID) this.#followFailed(m);
+        else this.#failed(this.#take(m.id), m);
         break;
       case "status":
         if (!this.#wanted(m.symbol)) break;
@@ -206,8 +227,8 @@ export class TickerApp {
   }
 
   #confirmed(request, symbols) {
-    if (request?.kind === "resubscribe") {
-      this.subscribed = symbols.length;
+    if (request?.kind === "resubscribe" || request?.kind === "switch") {
+      this.subscribed = request.kind === "switch" ? this.subscribed + symbols.length : symbols.length;
       // Details only for symbols the server accepted (no 404s for stale ones).
       symbols.forEach((s) => this.#fetchInstrument(s));
     }
@@ -217,6 +238,7 @@ export class TickerApp {
       this.subscribed += 1;
       this.#fetchInstrument(symbol);
     }
+    this.lists.changed();
     this.#sync();
     this.select(symbols[0]);
     this.search.clear();
@@ -228,7 +250,7 @@ export class TickerApp {
     } else if (request.kind === "add") {
       const text = m.code === "unknown_symbol" ? `No instrument ${request.symbols[0]}.` : m.message || m.code;
       this.#showError(text);
-    } else if (request.kind === "resubscribe") {
+    } else if (request.kind === "resubscribe" || request.kind === "switch") {
       this.#resubscribeFailed(m);
     } else {
       console.warn("ticker: unsubscribe failed", m);
@@ -288,6 +310,39 @@ export class TickerApp {
     }
   }
 
+  /** Follow the user's lists on the current socket (after a planned move too: the new socket). */
+  #follow() {
+    if (this.conn.send({ op: "watchlists", id: WATCHLISTS_ID })) this.followed = this.conn.ws;
+  }
+
+  #followFailed(m) {
+    if (m.code === "bad_request") {
+      this.lists.unavailable(); // a server without the op: this browser keeps the list
+    } else {
+      this.followed = null; // e.g. rate_limited: again in a second
+    }
+  }
+
+  /** Show `symbols` (the server's list, another list, or this one changed elsewhere). */
+  #show(symbols) {
+    const before = this.watchlist.symbols;
+    const had = new Set(before);
+    const kept = new Set(symbols);
+    const gone = before.filter((s) => !kept.has(s));
+    const added = symbols.filter((s) => !had.has(s));
+    this.watchlist.replace(symbols);
+    gone.forEach((s) => this.book.forget(s));
+    this.#sync();
+    if (!this.watchlist.has(this.table.selected)) this.select(this.watchlist.symbols[0] ?? "");
+    if (!this.shown) {
+      this.shown = true;
+      this.#resubscribe(); // the first list: all of it
+      return;
+    }
+    if (gone.length && this.#request("unsubscribe", gone, "remove")) this.subscribed -= gone.length;
+    if (added.length) this.#request("subscribe", added, "switch");
+  }
+
   #sync() {
     this.table.sync(this.watchlist.symbols).forEach((s) => this.#markDirty(s));
   }
@@ -321,6 +376,7 @@ export class TickerApp {
 
   #everySecond() {
     const live = this.conn.live;
+    if (live && this.conn.ws !== this.followed) this.#follow(); // a planned move brings no welcome
     this.status.second({ symbols: live ? this.subscribed : 0, gaps: this.book.gaps });
     this.table.age(performance.now(), { live, staleMs: this.heartbeatS * 1000 });
   }

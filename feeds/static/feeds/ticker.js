@@ -2,7 +2,8 @@
 //
 //   connection.js  socket lifecycle: reconnect with backoff and jitter, liveness watchdog
 //   frames.js      what the page needs of the wire contract: frames, close codes, symbols
-//   watchlist.js   the user's symbols, kept in localStorage
+//   watchlist.js   the symbols shown; the list a browser kept before, moved up once
+//   lists.js       the user's named lists on the server: followed live, saved, picked
 //   book.js        the newest quote per symbol, session open, halts, seq gaps, history
 //   table.js       the watchlist rows; repainted once per animation frame
 //   chart.js       the larger chart of the selected row: one-minute candles on a canvas
