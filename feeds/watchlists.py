@@ -66,7 +66,7 @@ def as_dict(row: Watchlist) -> dict[str, Any]:
         "id": row.pk,
         "name": row.name,
         "symbols": list(row.symbols),
-        "updated": row.updated.isoformat().replace("+00:00", "Z"),
+        "updated": row.updated.isoformat(timespec="microseconds").replace("+00:00", "Z"),
     }
 
 

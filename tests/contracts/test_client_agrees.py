@@ -36,9 +36,13 @@ NOT_HANDLED = {
     "unsubscribed": "the client never sends unsubscribe",
     "subscriptions": "the client never sends list",
     "pong": "the client never sends ping",
+    "watchlists": "the client never sends the watchlists op (an opt-in extension)",
 }
 # What a reply answers: the client must send the request to need the reply.
-REPLY_TO = {"unsubscribed": "unsubscribe", "subscriptions": "list", "pong": "ping"}
+REPLY_TO = {
+    "unsubscribed": "unsubscribe", "subscriptions": "list", "pong": "ping",
+    "watchlists": "watchlists",
+}
 JSON_TYPE = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
 
