@@ -11,6 +11,7 @@ from django.conf import settings
 
 from feeds import services
 from feeds.publish.backfill import Backfill
+from feeds.publish.bus import bus_for
 from feeds.publish.redis_store import RedisStore
 from feeds.publish.store import MemoryStore, QuoteStore
 from feeds.publish.ticker import Ticker
@@ -18,9 +19,11 @@ from feeds.publish.ticker import Ticker
 
 def build_ticker(fence: str | None = None) -> Ticker:
     """A ticker on this process's settings; ``fence`` is the leader lease it runs under."""
+    layer, store = get_channel_layer(), get_store()
     return Ticker(
-        layer=get_channel_layer(),
-        store=get_store(),
+        layer=layer,
+        store=store,
+        bus=bus_for(layer, store),
         load=database_sync_to_async(services.instruments_for_ticker),
         fingerprint=database_sync_to_async(services.instruments_fingerprint),
         seed=settings.FEED_SEED,

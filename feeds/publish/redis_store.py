@@ -10,9 +10,13 @@ the resume ring).
 A save is one Lua script, so the fence check, the epoch, the quotes and their
 ring entries are one atomic step and one round trip per batch: once another
 ticker holds the lease, not one quote of the old leader's lands in the store,
-and a quote not in the store is never published. A replay is one script too,
-for all the symbols asked; the ring is checked to run on unbroken from the
-latest seq (``store.missed_since``), so a reset never mixes two numberings.
+and a quote not in the store is never published. The script can also publish
+the batch's layer messages right after the save (``save_and_publish``,
+feeds/publish/bus.py): a ticker pass is then one round trip, and a fenced
+ticker publishes nothing. It runs by its SHA1 (``EVALSHA``), loaded again
+after a Redis restart. A replay is one script too, for all the symbols asked;
+the ring is checked to run on unbroken from the latest seq
+(``store.missed_since``), so a reset never mixes two numberings.
 
 One client per event loop: REST views reach the store through
 ``async_to_sync``, which may run on a loop of its own, and a redis-py asyncio
@@ -30,9 +34,10 @@ retries fail and the callers report an outage as for any Redis that is away.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -65,8 +70,11 @@ return 1
 
 # KEYS: latest, epoch, leader, then one ring key per quote (none when the ring
 # is off). ARGV: fence ("" for none), epoch ("" for a new one), ttl of a lease
-# taken over here (ms), ring length, then symbol, value pairs.
+# taken over here (ms), ring length, the number n of quotes, then n symbol,
+# value pairs, then channel, message pairs to PUBLISH once the quotes are saved.
 # A lease that vanished (Redis restarted empty) is taken back by its holder.
+# The messages name the epoch they were made for (ARGV[2]): under another one
+# they stay unpublished ({3, epoch}) and the caller makes them anew.
 _SAVE = """
 if ARGV[1] ~= '' then
   local holder = redis.call('GET', KEYS[3])
@@ -79,13 +87,19 @@ end
 if ARGV[2] ~= '' then redis.call('SET', KEYS[2], ARGV[2], 'NX') end
 local epoch = redis.call('GET', KEYS[2])
 if epoch == false then return {2, ''} end
-for i = 5, #ARGV, 500 do
-  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 499, #ARGV)))
+local last = 5 + 2 * tonumber(ARGV[5])
+for i = 6, last, 500 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, i, math.min(i + 499, last)))
 end
-local last = tonumber(ARGV[4]) - 1
+local keep = tonumber(ARGV[4]) - 1
 for k = 4, #KEYS do
-  redis.call('LPUSH', KEYS[k], ARGV[2 * k - 2])
-  redis.call('LTRIM', KEYS[k], 0, last)
+  redis.call('LPUSH', KEYS[k], ARGV[2 * k - 1])
+  redis.call('LTRIM', KEYS[k], 0, keep)
+end
+if last == #ARGV then return {1, epoch} end
+if epoch ~= ARGV[2] then return {3, epoch} end
+for i = last + 1, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
 end
 return {1, epoch}
 """
@@ -120,6 +134,7 @@ _LEASE_RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+_SAVE_SHA1 = hashlib.sha1(_SAVE.encode()).hexdigest()
 
 
 class RedisStore:
@@ -171,20 +186,43 @@ class RedisStore:
     async def save(
         self, quotes: list[SavedQuote], *, epoch: str | None = None, fence: str | None = None
     ) -> str:
-        args: list[str | int] = [fence or "", epoch or "", self.lease_ms, self.ring]
+        return (await self.save_and_publish(quotes, epoch=epoch, fence=fence))[0]
+
+    async def save_and_publish(
+        self,
+        quotes: list[SavedQuote],
+        *,
+        epoch: str | None = None,
+        fence: str | None = None,
+        publish: Sequence[tuple[str, bytes]] = (),
+    ) -> tuple[str, bool]:
+        """``save``, then PUBLISH each ``(channel, message)`` in the same script.
+
+        The messages are published only if the quotes were saved under
+        ``epoch``, the one they carry; returns the store's epoch and whether
+        they went out (a fenced save raises ``Fenced`` and publishes nothing).
+        """
+        if epoch is None and not quotes:  # nothing to write and no epoch to offer
+            return await self.epoch(), not publish
+        args: list[Any] = [fence or "", epoch or "", self.lease_ms, self.ring, len(quotes)]
         keys = [PREFIX + "latest", PREFIX + "epoch", PREFIX + "leader"]
         for symbol, seq, text in quotes:
             args += (symbol, f"{seq} {text}")
         if self.ring:
             keys += (_ring_key(symbol) for symbol, _, _ in quotes)
-        if epoch is None and not quotes:  # nothing to write and no epoch to offer
-            return await self.epoch()
-        status, value = await self._redis().eval(_SAVE, len(keys), *keys, *args)
+        if epoch:
+            for channel, message in publish:
+                args += (channel, message)
+        try:
+            status, value = await self._redis().evalsha(_SAVE_SHA1, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:  # Redis restarted: load the script again
+            await self._redis().script_load(_SAVE)
+            status, value = await self._redis().evalsha(_SAVE_SHA1, len(keys), *keys, *args)
         if status == 0:
             raise Fenced(f"the lease is held by {value}")
         if status == 2:  # no epoch anywhere yet: make one, then save
-            return await self.save(quotes, epoch=await self.epoch(), fence=fence)
-        return str(value)
+            return await self.save(quotes, epoch=await self.epoch(), fence=fence), not publish
+        return str(value), status == 1 and (bool(epoch) or not publish)
 
     async def latest(self, symbols: Iterable[str]) -> dict[str, tuple[int, str]]:
         wanted = list(symbols)

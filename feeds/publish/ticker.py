@@ -36,12 +36,12 @@ from feeds.core.groups import SERVERS_CONTROL_GROUP, TICKER_CONTROL_GROUP, group
 from feeds.core.protocol import State
 from feeds.publish.backfill import Backfill
 from feeds.publish.bar_writer import BarWriter
+from feeds.publish.bus import LayerBus
 from feeds.publish.outage import DATABASE, STORE, outage
 from feeds.publish.store import Fenced, QuoteStore
 from feeds.services import ListedInstrument
 
 logger = logging.getLogger(__name__)
-
 
 
 class PartlyPublished(Exception):
@@ -50,6 +50,7 @@ class PartlyPublished(Exception):
     def __init__(self, sent: int) -> None:
         super().__init__(f"{sent} quotes published, the rest unreachable")
         self.sent = sent
+
 
 MAX_IDLE_S = 0.25  # the loop wakes at least this often to notice reloads and stops
 CATCH_UP_LIMIT_S = 0.5  # after a stall, skip ahead rather than burst out old quotes
@@ -93,9 +94,12 @@ class Ticker:
         fence: str | None = None,
         bars: BarWriter | None = None,
         backfill: Backfill | None = None,
+        bus: LayerBus | None = None,
     ) -> None:
         self.layer = layer
         self.store = store
+        # How a pass reaches the layer: save, then group_send, unless a cheaper bus is given.
+        self.bus = bus or LayerBus(layer, store)
         self._load = load
         self._fingerprint = fingerprint
         self.seed = random.randrange(2**63) if seed is None else seed
@@ -282,27 +286,15 @@ class Ticker:
         quotes = self.step_due(self.clock())
         if not quotes:
             return 0
-        # The store may hand back another epoch (it lost its data and a server made
-        # a new one): the quotes then belong to that one, and servers resnapshot.
-        epoch = self.epoch = await self.store.save(quotes, epoch=self.epoch, fence=self._fence)
-        send = self.layer.group_send
-        sent, failure = 0, None
-        for symbol, seq, text in quotes:
-            try:
-                await send(
-                    group_for_symbol(symbol),
-                    events.quote(symbol=symbol, seq=seq, text=text, epoch=epoch),
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # one layer shard away must not stop the others' quotes
-                failure = failure or exc
-                continue
-            sent += 1
-        self.published += sent
-        if failure is not None:  # one shard, or all of it: one outage either way, for _run
-            raise PartlyPublished(sent) from failure
-        return sent
+        # Saved first, then one message per quote (feeds/publish/bus.py). The store
+        # may hand back another epoch (it lost its data and a server made a new
+        # one): the quotes then belong to that one, and servers resnapshot.
+        done = await self.bus.publish(quotes, epoch=self.epoch, fence=self._fence)
+        self.epoch = done.epoch
+        self.published += done.sent
+        if done.failure is not None:  # one shard, or all of it: one outage either way, for _run
+            raise PartlyPublished(done.sent) from done.failure
+        return done.sent
 
     async def _publish_status(self, symbol: str, state: State) -> None:
         text = protocol.status(symbol, state)
