@@ -78,9 +78,9 @@ def port_range() -> tuple[int, int]:
     return int(low), int(high)
 
 
-def mem_available_kib() -> int:
+def meminfo_kib(field: str = "MemAvailable") -> int:
     for line in _read("/proc/meminfo").splitlines():
-        if line.startswith("MemAvailable:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -108,7 +108,7 @@ def preflight(args: argparse.Namespace) -> tuple[int, Plan, dict[str, Any]]:
             f"net.core.somaxconn={LISTEN_BACKLOG})"
         )
     need = args.connections * NEED_KIB_PER_CONNECTION + 2 * workers * NEED_KIB_PER_PROCESS
-    have = mem_available_kib()
+    have = meminfo_kib()
     if have < need:
         raise RuntimeError(
             f"c100k: {args.connections:,} connections need about {need // 1024:,} MiB free "
@@ -119,6 +119,7 @@ def preflight(args: argparse.Namespace) -> tuple[int, Plan, dict[str, Any]]:
         "ip_local_port_range": list(port_range()),
         "somaxconn": somaxconn,
         "mem_available_mib": have // 1024,
+        "mem_total_mib": meminfo_kib("MemTotal") // 1024,
         "workers": workers,
         "load_procs": load.procs,
         "source_addresses": [a for s in load.sources for a in s],
@@ -401,7 +402,7 @@ def add_parser(sub: Any, positive: Any) -> None:
                    help="seconds before reading RSS")
     p.add_argument("--gap", type=positive(float), default=5.0,
                    help="seconds after the halt and after the resume")
-    p.add_argument("--duration", type=positive(float), default=20.0, help="quote window seconds")
+    p.add_argument("--duration", type=positive(float), default=30.0, help="quote window seconds")
     p.add_argument("--no-reference", action="store_true", help="skip the reference run")
     # Nothing is pinned: the servers alone need more processes than there are cores.
     p.set_defaults(pin=False)

@@ -104,7 +104,15 @@ def rows(doc: dict[str, Any]) -> list[Row]:
 def section(doc: dict[str, Any]) -> str:
     """The run's figures per server: phases, memory by process, how the cores were shared."""
     limits = doc["machine_limits"]
+    m = doc["machine"]
+    memory = f"{limits['mem_total_mib'] / 1024:.0f} GiB, " if "mem_total_mib" in limits else ""
     out = [
+        f"`{doc['command']}`: {m['cpu_model']}, {m['cores']} cores, {memory}"
+        f"Linux {m['kernel']}, Python {m['python']}. Both cores are shared by everything: "
+        "the server processes, runticker, redis-server, the load generator and anything else "
+        "running (\"others\" below, from /proc/stat); the load average says how busy the "
+        "machine was.",
+        "",
         f"Open-file hard limit {limits['nofile_hard']:,}, ephemeral ports "
         f"{limits['ip_local_port_range'][0]}-{limits['ip_local_port_range'][1]}, "
         f"somaxconn {limits['somaxconn']}, {limits['mem_available_mib']:,} MiB available; "
