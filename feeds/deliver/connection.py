@@ -29,6 +29,7 @@ from feeds import auth, entitlements, watchlists
 from feeds.core import protocol
 from feeds.core.outbox import Outbox
 from feeds.core.protocol import CloseCode, ReconnectReason
+from feeds.deliver.coalesce import Coalesced
 from feeds.deliver.follow import ReadWatchlists, WatchlistFollow
 from feeds.deliver.hub import Hub
 from feeds.deliver.plan import Action, AddToWildcard, Close, Limits, Opening, RecheckEntitlements
@@ -67,10 +68,15 @@ class Link(Protocol):
         ...
 
 
-@database_sync_to_async
-def lookup_instruments(symbols: list[str] | tuple[str, ...]) -> dict[str, bool]:
+# Subscribes that arrive together read the instrument table in one query (a reconnect storm).
+_instruments_by_symbol: Coalesced[bool] = Coalesced(
+    database_sync_to_async(instruments_active_by_symbol)
+)
+
+
+async def lookup_instruments(symbols: list[str] | tuple[str, ...]) -> dict[str, bool]:
     """``{symbol: active}`` of the known ones; text that cannot be a symbol never reaches SQL."""
-    return instruments_active_by_symbol(s for s in symbols if protocol.is_symbol(s))
+    return await _instruments_by_symbol(s for s in symbols if protocol.is_symbol(s))
 
 
 all_instruments = database_sync_to_async(instruments_all_by_symbol)
