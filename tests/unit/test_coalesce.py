@@ -15,9 +15,11 @@ class Table:
         self.queries: list[list[str]] = []
         self.gate: asyncio.Event | None = None
         self.fail: Exception | None = None
+        self.started = asyncio.Event()
 
     async def fetch(self, keys: list[str]) -> dict[str, bool]:
         self.queries.append(sorted(keys))
+        self.started.set()
         found = {k: self.rows[k] for k in keys if k in self.rows}  # read first, then wait
         if self.gate is not None:
             await self.gate.wait()
@@ -40,7 +42,7 @@ async def test_a_lookup_during_a_query_waits_for_the_next_one():
     table.gate = asyncio.Event()
     lookup = Coalesced(table.fetch)
     first = asyncio.create_task(lookup(["AAPL"]))
-    await asyncio.sleep(0)  # the first query is in flight
+    await table.started.wait()  # the first query is in flight
     table.rows["AAPL"] = False  # changed after that query read it
     later = asyncio.create_task(lookup(["AAPL"]))
     await asyncio.sleep(0)
