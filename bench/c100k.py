@@ -392,7 +392,9 @@ def add_parser(sub: Any, positive: Any) -> None:
     p.add_argument("--symbols", type=positive(int), default=SYMBOLS)
     p.add_argument("--max-per-client", type=positive(int), default=MAX_PER_CLIENT)
     p.add_argument("--rate", type=positive(float), default=RATE, help="quotes/s per symbol")
-    p.add_argument("--concurrency", type=positive(int), default=400,
+    # autobahn drops a handshake not done within 5 s (daphne's --websocket_connect_timeout):
+    # more in flight than the workers finish in about a second only queues, then resets.
+    p.add_argument("--concurrency", type=positive(int), default=240,
                    help="handshakes in flight, all load processes together")
     p.add_argument("--open-timeout", type=positive(float), default=60.0,
                    help="seconds one handshake may take")
