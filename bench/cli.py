@@ -16,14 +16,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import c100k, connections, formats, procs, results, scenarios
+from bench import c100k, connections, crash, formats, procs, results, scenarios
 from bench.report import SCENARIOS
 from bench.scenarios import OVERLOAD_RCVBUF
 from bench.servers import SERVERS
 
-# The order `all` runs them in, the order the report lists them in; c100k needs
-# the machine to itself for minutes, so it runs only when asked for.
-ORDER = tuple(s for s in SCENARIOS if s != "c100k")
+# The order `all` runs them in, the order the report lists them in; c100k and
+# crashstorm need the machine to themselves for minutes, so they run only when asked for.
+ORDER = tuple(s for s in SCENARIOS if s not in ("c100k", "crashstorm"))
 STREAM_SHAPES = {  # clients, symbols, symbols per client
     "quick": (20, 5, 5),
     "sweep": (100, 10, 10),
@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=positive(int), default=1000)
     p.add_argument("--concurrency", type=positive(int), default=1000)
     p.add_argument("--open-timeout", type=positive(float), default=30.0)
+    p.add_argument(
+        "--tokens", type=positive(int), default=1, help="distinct tokens over the clients"
+    )
     p = sub.add_parser("admin", help=HELP["admin"])
     common(p, warmup=0, duration=0, procs_=1)
     p.add_argument("--server", choices=SERVERS, default="embedded")
@@ -189,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap", type=positive(float), default=3.0, help="seconds between changes")
     formats.add_parser(sub, positive)  # not in `all`: JSON vs MessagePack vs deflate
     c100k.add_parser(sub, positive)  # not in `all`: 100,000 connections over workers
+    crash.add_parser(sub, positive)  # not in `all`: a cluster of workers, one killed
     p = sub.add_parser("all", help=HELP["all"])
     p.add_argument("--pin", action="store_true")
     sub.add_parser("report", help=HELP["report"])
@@ -201,6 +205,7 @@ def run_one(args: argparse.Namespace, argv: list[str]) -> int:
         scenarios.SCENARIOS.get(name)
         or formats.SCENARIOS.get(name)
         or c100k.SCENARIOS.get(name)
+        or crash.SCENARIOS.get(name)
         or connections.SCENARIOS[name]
     )
     results.say(f"== {name} ==")

@@ -7,6 +7,7 @@ environment and talks to it in JSON lines on stdin/stdout:
 
     {"cmd": "setup", "symbols": 10, "rate": 50}  -> {"token": "...", "symbols": [...]}
     {"cmd": "rate", "rate": 80}                   -> {"updated": 10}
+    {"cmd": "tokens", "n": 1000}                  -> {"tokens": [...]} (the bench user's, new)
     {"cmd": "halt", "symbol": "B000"}             -> {"t0": <time before the call>, "t1": ...}
     {"cmd": "resume", "symbol": "B000"}           -> the same
     {"cmd": "quit"}
@@ -43,6 +44,34 @@ def setup(symbols: int, rate: float, user: str) -> dict[str, Any]:
     token = out.getvalue().strip().splitlines()[-1]
     names = instruments(symbols, rate)
     return {"token": token, "symbols": names}
+
+
+def tokens(n: int, user: str) -> dict[str, Any]:
+    """``n`` new API tokens of ``user``, one per client of a storm (knox rows, made in bulk)."""
+    from django.contrib.auth import get_user_model
+    from django.db import transaction
+    from django.utils import timezone
+    from knox.models import get_digest_token, get_token_model
+    from knox.settings import CONSTANTS, knox_settings
+
+    owner = get_user_model().objects.get(username=user)
+    model = get_token_model()
+    expiry = timezone.now() + knox_settings.TOKEN_TTL if knox_settings.TOKEN_TTL else None
+    made, rows = [], []
+    for _ in range(n):
+        digest, token = get_digest_token()
+        made.append(token)
+        rows.append(
+            model(
+                token_key=token[: CONSTANTS.TOKEN_KEY_LENGTH],
+                digest=digest,
+                user=owner,
+                expiry=expiry,
+            )
+        )
+    with transaction.atomic():
+        model.objects.bulk_create(rows, batch_size=500)
+    return {"tokens": made}
 
 
 def instruments(n: int, rate: float) -> list[str]:
@@ -89,6 +118,8 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
         return setup(int(req["symbols"]), float(req["rate"]), str(req.get("user", "bench")))
     if cmd == "rate":
         return {"updated": len(instruments(int(req["symbols"]), float(req["rate"])))}
+    if cmd == "tokens":
+        return tokens(int(req["n"]), str(req.get("user", "bench")))
     if cmd in ("halt", "resume"):
         return set_active(str(req["symbol"]), cmd == "resume")
     raise ValueError(f"unknown command {cmd!r}")

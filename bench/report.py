@@ -30,6 +30,7 @@ SCENARIOS = (
     "storm",
     "admin",
     "c100k",
+    "crashstorm",
 )
 
 TEMPLATE = """# Performance

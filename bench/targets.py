@@ -190,6 +190,39 @@ def storm_row(docs: Docs) -> Row:
     )
 
 
+def handshake_row(docs: Docs) -> Row:
+    doc = docs["storm"]
+    _, f = _feed(doc)
+    r = _ref(doc)
+    per_core = f.get("handshakes_per_cpu_s")
+    return (
+        "authenticated handshakes per server core",
+        "≥ 1,000/s",
+        f"{_n(per_core)}/s of server CPU ({_n(f['handshakes_per_s'])}/s wall clock)",
+        f"{_n(r.get('handshakes_per_cpu_s'))}/s ({_n(r.get('handshakes_per_s'))}/s)",
+        _n(per_core / r["handshakes_per_cpu_s"] if per_core and r.get("handshakes_per_cpu_s")
+           else None, "x", 2),
+        _verdict(None if per_core is None else per_core >= 1000, doc),
+    )
+
+
+def crash_row(docs: Docs) -> Row:
+    doc = docs["crashstorm"]
+    f = doc["summary"]["feed"]
+    r = doc["summary"].get("reference", {})
+    ok = f["all_healed_s"] is not None and f["all_healed_s"] <= 10 and f["clients"] >= 10_000
+    return (
+        "a worker SIGKILLed: its clients stream again",
+        "all within 10 s (10,000 clients)",
+        f"{f['healed']:,}/{f['lost']:,} of {f['clients']:,} within {_n(f['all_healed_s'], ' s', 1)}"
+        f" (p99 {_n(f['p99_healed_s'], ' s', 1)})",
+        f"{r.get('healed', '-')}/{r.get('lost', '-')} within {_n(r.get('all_healed_s'), ' s', 1)}",
+        _n(f["all_healed_s"] / r["all_healed_s"] if f["all_healed_s"] and r.get("all_healed_s")
+           else None, "x", 1),
+        _verdict(ok, doc),
+    )
+
+
 def admin_row(docs: Docs) -> Row:
     doc = docs["admin"]
     _, f = _feed(doc)
@@ -220,7 +253,10 @@ ROWS: list[tuple[str, Callable[[Docs], Row], str, str]] = [
     ("overload", overload_row, "beyond capacity", "p99 ≤ 100 ms; conflation, no growing backlog"),
     ("idle", idle_row, "idle connections", "10,000 on one process, ≤ 45 KiB RSS each"),
     ("storm", storm_row, "connect storm", "1,000 authenticated handshakes in ≤ 5 s, none refused"),
+    ("storm", handshake_row, "authenticated handshakes per server core", "≥ 1,000/s"),
     ("admin", admin_row, "admin change to subscribers", "≤ 1 s"),
+    ("crashstorm", crash_row, "a worker SIGKILLed: its clients stream again",
+     "all within 10 s (10,000 clients)"),
 ]
 
 
