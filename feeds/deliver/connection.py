@@ -1,7 +1,8 @@
 """``Connection``: one ``Session`` on the event loop, with the reads and timers it needs.
 
-The session decides; this does what it cannot: it reads the instrument table
-and the user's entitlements (through ``database_sync_to_async``, at connect,
+The session decides; this does what it cannot: it reads the instrument table,
+the user's entitlements and, for a client that follows them (``follow.py``),
+the user's watchlists (through ``database_sync_to_async``, at connect,
 subscribe and control time only), asks the hub to route symbols, reads the
 quote store, runs the timers (maximum age, the close after a ``reconnect``),
 and carries out the session's ``Close`` through its ``Link``: whatever
