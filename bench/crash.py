@@ -53,6 +53,7 @@ from deploy.procs import daphne_command, listeners
 
 ESTABLISHED = "01"  # the state column of /proc/net/tcp
 SETTLE_S = 2.0
+QUIET_S = 3.0  # no new loss for this long, and every lost client healed: the storm is over
 TARGET_S = 10.0
 
 
@@ -177,7 +178,6 @@ class CrashLoad:
                 clients=clients[i::n],
                 sources=sources,
                 concurrency=max(1, args.concurrency // n),
-                heal_timeout_s=args.heal_timeout,
                 core=procs.CLIENT_CORE if args.pin else None,
                 seed=i + 1,
             )
@@ -218,6 +218,34 @@ class CrashLoad:
     def killed(self, at: float) -> None:
         for pipe in self.pipes:
             pipe.send(("killed", at))
+
+    def status(self) -> tuple[int, int]:
+        """(lost, healed) so far, over all processes."""
+        for pipe in self.pipes:
+            pipe.send(("status",))
+        got = self.expect("status", timeout_s=60)
+        return sum(s["lost"] for s in got), sum(s["healed"] for s in got)
+
+    def wait_healed(self, deadline: float, quiet_s: float = QUIET_S) -> None:
+        """Until every client that lost its connection streams again, and no loss is new.
+
+        Not until /proc's count of the killed worker's connections have come
+        back: on a loaded machine that count can include connections whose
+        clients had already given up on them.
+        """
+        seen, since = -1, time.time()
+        while time.time() < deadline:
+            lost, healed = self.status()
+            if lost != seen:
+                seen, since = lost, time.time()
+            elif lost and healed == lost and time.time() - since >= quiet_s:
+                return
+            time.sleep(0.2)
+
+    def collect(self) -> list[dict[str, Any]]:
+        for pipe in self.pipes:
+            pipe.send(("collect",))
+        return self.expect("result", timeout_s=60)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -265,7 +293,8 @@ def _crash_on(dep: Any, load: Load, args: argparse.Namespace) -> dict[str, Any]:
         killed_at = time.time()
         os.kill(pids[victim], signal.SIGKILL)
         gen.killed(killed_at)
-        results = gen.expect("result", timeout_s=args.heal_timeout + 60)
+        gen.wait_healed(killed_at + args.heal_timeout)
+        results = gen.collect()
         survivors = {w: p for w, p in pids.items() if w != victim}
         after = established_by_pid(survivors, dep.port)
     records = [rec for r in results for rec in r["records"]]
