@@ -208,14 +208,14 @@ export class ServerLists {
 
   #buildBar(anchor) {
     const bar = document.createElement("form");
-    bar.className = "add lists";
+    bar.className = "lists";
     bar.setAttribute("aria-label", "Watchlists");
     bar.hidden = true; // until the lists are known
     const el = (tag, props) => Object.assign(document.createElement(tag), props);
     this.picker = el("select", { id: "list-picker" });
     const label = el("label", { htmlFor: "list-picker", textContent: "Watchlist" });
     this.nameBox = el("span", { hidden: true });
-    this.nameInput = el("input", { id: "list-name", maxLength: MAX_NAME_CHARS, required: true, spellcheck: false });
+    this.nameInput = el("input", { id: "list-name", maxLength: MAX_NAME_CHARS, required: true, spellcheck: false, placeholder: "List name" });
     const nameLabel = el("label", { htmlFor: "list-name", className: "visually-hidden", textContent: "List name" });
     this.saveButton = el("button", { type: "submit", className: "primary", textContent: "Save" });
     const cancel = el("button", { type: "button", textContent: "Cancel" });
