@@ -86,6 +86,7 @@ from feeds.deliver.server_http import (
     attach_stream,
     limit_socket_buffer,
 )
+from feeds.deliver.server_shared import share_options
 
 __all__ = [
     "FEATURES",
@@ -295,6 +296,7 @@ def attach(
     adapter = adapter or ADAPTER
     protocol = adapter.daphne_target(send)
     if protocol is not None:
+        share_options(protocol)  # later connections keep no copy of the factory's options
         features = adapter.websocket_features(protocol)
         if features:
             return DaphneTransport(
