@@ -78,3 +78,22 @@ def test_subscriptions_hold_the_common_symbol_and_one_to_five_in_all() -> None:
     assert all(s[0] == "B000" and 1 <= len(s) <= 5 and len(set(s)) == len(s) for s in subs)
     assert sum(len(s) for s in subs) == 3000
     assert subs == subscriptions(1000, symbols, 5)
+
+
+def test_status_delays_are_per_change_and_count_only_their_own_state() -> None:
+    from bench.c100k import _delays
+
+    changes = [("halted", 100.0), ("trading", 105.0)]
+    statuses = [
+        (int(100.2e6), "B000", "halted"),
+        (int(101.0e6), "B000", "halted"),
+        (int(100.5e6), "B001", "halted"),  # another symbol
+        (int(105.1e6), "B000", "trading"),
+    ]
+    halted, trading = _delays(changes, statuses, "B000", 2)
+    assert halted["received"] == 2
+    assert halted["all_received"]
+    assert halted["max_s"] == 1.0
+    assert halted["p50_s"] == 1.0
+    assert trading["received"] == 1
+    assert not trading["all_received"]
