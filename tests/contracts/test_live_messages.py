@@ -3,8 +3,8 @@
 One server of the test's own (a short heartbeat, a halted instrument, a small
 per-user connection limit, a one-second shutdown grace) and a session that
 makes it send every server message type of the document and most error
-codes: subscribe with ``since``, throttle, wildcard, list, ping, errors,
-unsubscribe, MessagePack, an SSE stream, and a SIGTERM for ``reconnect``.
+codes: subscribe with ``since``, throttle, wildcard, list, ping, watchlists,
+errors, unsubscribe, MessagePack, an SSE stream, and a SIGTERM for ``reconnect``.
 Every message is checked against the document as it arrives (here, and by
 the hook every live test has: tests/conftest.py), and the test then asserts
 it saw them all.
@@ -119,6 +119,17 @@ async def test_the_server_sends_every_message_of_the_document_and_no_other(feed_
 
         assert (await main.request({"op": "list", "id": 4}))["type"] == "subscriptions"
         assert (await main.request({"op": "ping", "id": 5}))["type"] == "pong"
+
+        # Watchlists (an extension): the user's lists now, and again once one is written.
+        assert (await main.request({"op": "watchlists", "id": 12}))["lists"] == []
+        async with httpx.AsyncClient(timeout=timeout(10)) as http:
+            made = await http.post(
+                f"{feed.server.url}/api/watchlists/", headers=auth,
+                json={"name": "Contract", "symbols": ["AAPL"]},
+            )
+        assert made.status_code == 201, made.text
+        pushed = await main.until(lambda m: m["type"] == "watchlists" and "id" not in m)
+        assert pushed["lists"] == [made.json()]
 
         # Errors that leave the connection open.
         await ws.send("{nope")
