@@ -4,7 +4,7 @@
     python3 run.py            # the feed on http://127.0.0.1:8000 (embedded default)
     python3 run.py --workers 4   # four daphne workers on that one port, on Redis (a cluster)
     python3 run.py test       # the whole test suite (pytest arguments may follow)
-    python3 run.py setup      # only make .venv/ and install the locked requirements
+    python3 run.py setup      # only make .venv/ and install the locked requirements (and axe-core)
     python3 run.py lock       # after editing requirements*.txt: regenerate the *.lock files
     python3 run.py lock --upgrade   # the same, moving every unpinned dependency to its newest
     python3 run.py cluster    # a local scale-out cluster: Redis, runticker, two daphne
@@ -21,7 +21,10 @@ install that did not finish) is rebuilt. requirements.txt (the server) and
 requirements-dev.txt (tests) are the files to edit; `run.py lock` compiles
 them into requirements.lock, requirements-dev.lock and bench/requirements.lock
 with pip-tools, installed into a scratch environment of its own. Only the
-standard library is used until the virtual environment exists.
+standard library is used until the virtual environment exists. `setup` and
+`test` also install axe-core, the accessibility tests' one npm package, with
+`npm ci` in tests/a11y (pinned with its hash in package-lock.json); without npm
+those tests skip, except under CI (CI=true), where a missing npm is an error.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ PY = VENV / "bin" / "python"
 # Written only after a complete install: without it the .venv is half-made.
 STAMP = VENV / ".requirements.sha256"
 CLIENT = ROOT / "client"
+# axe-core for tests/browser/test_accessibility.py: injected into pages by the tests only.
+A11Y = ROOT / "tests" / "a11y"
+A11Y_STAMP = A11Y / "node_modules" / ".package-lock.sha256"  # written after a complete npm ci
 
 COMMANDS = ("test", "setup", "lock", "cluster", "bench")
 HELP = ("help", "-h", "--help")
@@ -152,6 +158,44 @@ def ensure_bench_requirements() -> None:
     """The benchmark's own packages (uvloop, matplotlib), installed on first use."""
     stamp = VENV / ".bench-requirements.sha256"
     install_locked(BENCH_LOCK, stamp, "the benchmark's locked requirements")
+
+
+def ensure_axe(*, npm: str | None, ci: bool) -> None:
+    """``npm ci`` in tests/a11y (axe-core, pinned with its hash), unless done for this lock.
+
+    Without npm the accessibility tests skip, saying why; under CI (``ci``) a missing npm
+    stops here instead, so that those tests cannot quietly not run.
+    """
+    lock = A11Y / "package-lock.json"
+    if not lock.exists():
+        return
+    digest = hashlib.sha256(lock.read_bytes() + (A11Y / "package.json").read_bytes()).hexdigest()
+    if A11Y_STAMP.exists() and A11Y_STAMP.read_text() == digest:
+        return
+    where = "tests/a11y; on Debian or Ubuntu: apt install npm"
+    if npm is None:
+        if ci:
+            sys.exit(
+                f"marketfeed: npm is missing, and CI runs the accessibility tests with "
+                f"axe-core from npm ({where})"
+            )
+        print(
+            f"note: no npm here, so axe-core is not installed and the accessibility tests "
+            f"skip ({where})",
+            flush=True,
+        )
+        return
+    print("installing axe-core for the accessibility tests (npm ci in tests/a11y) ...", flush=True)
+    A11Y_STAMP.unlink(missing_ok=True)
+    command = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+    if subprocess.run(command, cwd=A11Y).returncode:
+        sys.exit("marketfeed: `npm ci` in tests/a11y failed (its output is above)")
+    A11Y_STAMP.write_text(digest)
+
+
+def in_ci() -> bool:
+    """CI=true (or 1, yes), as .ci/run and the usual CI services set it."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def check_fresh(lock: Lock) -> None:
@@ -318,6 +362,8 @@ def main() -> int:
     if command == "lock":
         return lock(args[1:])
     ensure_venv()
+    if command in ("setup", "test"):
+        ensure_axe(npm=shutil.which("npm"), ci=in_ci())
     if command == "test":
         return test(args[1:])
     if command == "setup":

@@ -177,3 +177,38 @@ def test_a_half_made_venv_is_rebuilt_and_a_whole_one_reused(repo):
     unchanged = run_py(repo, "setup")
     assert unchanged.returncode == 0, unchanged.stderr
     assert unchanged.stdout == ""
+
+
+@pytest.fixture
+def a11y(repo: Path) -> Path:
+    """The copy's tests/a11y: the real package.json and package-lock.json (axe-core, pinned)."""
+    folder = repo / "tests" / "a11y"
+    folder.mkdir(parents=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(ROOT / "tests" / "a11y" / name, folder / name)
+    return folder
+
+
+def test_without_npm_axe_is_skipped_saying_so_but_under_ci_it_is_an_error(repo, a11y, capsys):
+    run = load_run_py(repo)
+    run.ensure_axe(npm=None, ci=False)
+    assert "the accessibility tests skip" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="npm is missing"):
+        run.ensure_axe(npm=None, ci=True)
+    assert not (a11y / "node_modules").exists()
+
+
+@pytest.mark.install
+def test_npm_ci_installs_the_pinned_axe_core_once(repo, a11y, capsys):
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("no npm on this machine")
+    run = load_run_py(repo)
+    run.ensure_axe(npm=npm, ci=True)
+    installed = (a11y / "node_modules" / "axe-core" / "package.json").read_text()
+    pinned = re.search(r'"axe-core": "([^"]+)"', (a11y / "package.json").read_text())
+    assert pinned
+    assert f'"version": "{pinned.group(1)}"' in installed
+    capsys.readouterr()
+    run.ensure_axe(npm=npm, ci=True)  # the same lock: nothing to do
+    assert capsys.readouterr().out == ""
