@@ -3,9 +3,10 @@
 // which the ticker backfills on a first start) continued live from the quotes.
 // Drawn on a canvas, at most once per animation frame and only when a candle changed.
 
-import { formatChange, formatPercent, formatPrice } from "./format.js";
+import { formatChange, formatPercent, formatPrice, formatSize, formatTime } from "./format.js";
 import { CANDLES_KEPT, CandleHistory } from "./history.js";
 import { fitCanvas } from "./spark.js";
+import { NARROW } from "./table.js";
 
 const MIN_SLOTS = 30; // a short history still draws candles of a readable width
 const PADDING_PX = 6;
@@ -39,6 +40,43 @@ function intervalPicker(caption, onPick) {
   }
   caption.append(group);
   return group;
+}
+
+// What the panel lists of the selected quote where the table has no room for those
+// columns (ticker.css shows the list below the desktop width only).
+const DETAILS = Object.freeze([
+  ["bid", "Bid"], ["ask", "Ask"], ["bid_size", "Bid size"], ["ask_size", "Ask size"], ["ts", "Time"],
+]);
+
+/** The details list, added to the chart's caption: field -> its <dd>. */
+function detailsList(caption, before) {
+  const list = document.createElement("dl");
+  list.className = "details";
+  const values = {};
+  for (const [field, label] of DETAILS) {
+    const pair = document.createElement("div");
+    const term = document.createElement("dt");
+    term.textContent = label;
+    const value = document.createElement("dd");
+    value.dataset.detail = field;
+    value.textContent = "—";
+    pair.append(term, value);
+    list.append(pair);
+    values[field] = value;
+  }
+  caption.insertBefore(list, before);
+  return values;
+}
+
+/** The text of each detail of `quote` (null: none yet). */
+function detailTexts(quote, places) {
+  return {
+    bid: formatPrice(quote?.bid, places),
+    ask: formatPrice(quote?.ask, places),
+    bid_size: formatSize(quote?.bid_size),
+    ask_size: formatSize(quote?.ask_size),
+    ts: formatTime(quote?.ts),
+  };
 }
 
 /** The colour of a candle: up when it closed above its open, down below, flat otherwise. */
@@ -97,6 +135,7 @@ export class SelectedChart {
     this.interval = DEFAULT_INTERVAL;
     this.loaded = ""; // the interval whose history the candles hold, once it came
     this.picker = intervalPicker(panel.querySelector("figcaption"), (name) => this.setInterval(name));
+    this.details = detailsList(panel.querySelector("figcaption"), this.range);
     this.candles = new CandleHistory();
     this.loading = null; // the AbortController of the history request in flight
     this.drawn = -1;
@@ -177,6 +216,10 @@ export class SelectedChart {
       setText(this.last, formatPrice(entry.quote.last, places));
       setText(this.change, `${formatChange(change, places)} (${formatPercent(change / entry.open)})`);
       this.change.dataset.trend = change > 0 ? "up" : change < 0 ? "down" : "flat";
+    }
+    if (NARROW.matches) { // written only where shown: the desktop's frames stay as they were
+      const texts = detailTexts(entry?.quote, this.book.decimals(this.symbol));
+      for (const [field, value] of Object.entries(this.details)) setText(value, texts[field]);
     }
     if (this.drawn === this.candles.version) return;
     this.drawn = this.candles.version;

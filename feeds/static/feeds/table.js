@@ -11,6 +11,11 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const SPARK_POINTS = 120; // the last 30 s of 250 ms buckets
 const GAP_SHOWN_MS = 5000;
 export const FLASH_MS = 600; // how long a move tints its cell
+// Below the desktop width some columns leave the row (ticker.css, its first narrow
+// query): a tap anywhere on a row then selects it and brings the chart panel,
+// which lists the row's details, into view.
+export const NARROW = matchMedia("(max-width: 1199.98px)");
+const PANEL_ID = "chart"; // the selected row's chart and details (templates/feeds/ticker.html)
 
 /** The text of each cell of a row, from the book alone. */
 function rowTexts(book, symbol) {
@@ -193,6 +198,13 @@ export class WatchlistTable {
     }
   }
 
+  /** On a narrow screen a row is one tap target (but for its remove button): select, then show. */
+  #tapped(symbol, event) {
+    if (!NARROW.matches || event.target.closest(".remove")) return;
+    if (!event.target.closest(".pick")) this.onSelect(symbol); // the button selected already
+    document.getElementById(PANEL_ID)?.scrollIntoView({ block: "nearest" });
+  }
+
   #build(symbol) {
     const tr = document.createElement("tr");
     tr.dataset.symbol = symbol;
@@ -205,7 +217,9 @@ export class WatchlistTable {
     pick.textContent = symbol;
     pick.title = `Chart ${symbol}`;
     pick.setAttribute("aria-pressed", "false");
+    pick.setAttribute("aria-controls", PANEL_ID);
     pick.addEventListener("click", () => this.onSelect(symbol));
+    tr.addEventListener("click", (event) => this.#tapped(symbol, event));
     const halted = badge("halted", "halted", "Trading halted: no quotes until it resumes");
     const stale = badge("stale", "stale", "No update for longer than the heartbeat");
     const gap = badge("gap", "≈");
