@@ -49,6 +49,7 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from feeds.publish.redis_batch import Batched
 from feeds.publish.store import DEFAULT_RING, Fenced, SavedQuote, missed_since, new_epoch
 
 PREFIX = "mf:"
@@ -151,6 +152,7 @@ class RedisStore:
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = (
             weakref.WeakKeyDictionary()
         )
+        self._batch = Batched(self._redis)  # a handshake storm's counting: one round trip a batch
 
     def _redis(self) -> aredis.Redis:
         loop = asyncio.get_running_loop()
@@ -252,15 +254,12 @@ class RedisStore:
         }
 
     async def connection_acquire(self, user_key: str, conn_id: str, limit: int) -> bool:
-        now = time.time()
-        result = await self._redis().eval(
-            _ACQUIRE, 1, PREFIX + "conns:" + user_key, now, now + CONNECTION_TTL_S, limit, conn_id,
-            CONNECTION_TTL_S,
-        )
-        return bool(result)
+        now, key = time.time(), PREFIX + "conns:" + user_key
+        args = (now, now + CONNECTION_TTL_S, limit, conn_id, CONNECTION_TTL_S)
+        return bool(await self._batch(lambda pipe: pipe.eval(_ACQUIRE, 1, key, *args)))
 
     async def connection_release(self, user_key: str, conn_id: str) -> None:
-        await self._redis().zrem(PREFIX + "conns:" + user_key, conn_id)
+        await self._batch(lambda pipe: pipe.zrem(PREFIX + "conns:" + user_key, conn_id))
 
     # --- the ticker's leader lease ----------------------------------------------------------------
 

@@ -41,6 +41,25 @@ async def test_connection_limit_holds_across_processes(store, redis_url):
     assert await store.connection_acquire("8", "x", 2)  # per user
 
 
+async def test_a_storm_of_acquires_shares_few_round_trips_and_still_holds_the_limit(
+    store, redis_url
+):
+    import asyncio
+
+    import redis.asyncio as redis
+
+    watcher = redis.Redis.from_url(redis_url)
+    clients_before = len(await watcher.client_list())
+    got = await asyncio.gather(*(store.connection_acquire("9", f"c{i}", 50) for i in range(500)))
+    assert got.count(True) == 50  # the limit, however many arrived at once
+    assert got[:50] == [True] * 50  # first come, first counted
+    assert store._batch.pipelines < 100  # not a round trip (and a connection) each
+    assert len(await watcher.client_list()) - clients_before < 10
+    await asyncio.gather(*(store.connection_release("9", f"c{i}") for i in range(50)))
+    assert await store.connection_acquire("9", "later", 50)
+    await watcher.aclose()
+
+
 async def test_ping_answers(store):
     await store.ping()
 
