@@ -133,6 +133,8 @@ def test_the_ticker_page_has_no_serious_violation(
     page = new_page(viewport=PHONE if phone else VIEWPORT, scheme=scheme, phone=phone)
     log_in(page, server.url)
     ticking(page)
+    # A screen reader's "next heading" lands on the page's title (axe: page-has-heading-one).
+    expect(page.get_by_role("heading", level=1)).to_have_text("Live quotes")
     found = []
     # Once with a rising and once with a falling row selected: its change is in the up or
     # down colour on the selected row's background, the least contrast either has.
