@@ -34,6 +34,7 @@ from tests.timeouts import timeout
 pytestmark = pytest.mark.django_db(transaction=True)
 NOW = 1_800_000_030.0  # half a minute into a minute
 UNTIL = int(NOW) // 60 * 60
+DEFAULT_BARS = 3 * 1440  # FEED_BACKFILL_DAYS' default: three days of one-minute bars
 
 
 def starts(seed: int = 7):
@@ -189,14 +190,14 @@ async def test_the_live_ticker_publishes_while_the_backfill_runs_and_stop_abando
     assert await sync_to_async(history.count)() == 0
 
 
-async def test_right_after_start_the_api_serves_two_days_of_history(instruments):
+async def test_right_after_start_the_api_serves_the_default_three_days_of_history(instruments):
     aapl = await sync_to_async(instruments)("AAPL", quote_rate=8.0)
     ticker = build_ticker()
     await ticker.start()
     try:
         assert ticker.backfill is not None
         await asyncio.wait_for(ticker.backfill.done.wait(), timeout(60))
-        assert ticker.backfill.written == 2880
+        assert ticker.backfill.written == DEFAULT_BARS
         until = ticker.backfill.until  # the live bars start on this minute
     finally:
         await ticker.stop()
@@ -204,8 +205,8 @@ async def test_right_after_start_the_api_serves_two_days_of_history(instruments)
     get = sync_to_async(client.get)
     hours = (await get("/api/bars/AAPL/", {"interval": "1h", "limit": 1000})).json()["bars"]
     first = datetime.fromisoformat(hours[0]["start"])
-    assert first <= datetime.fromtimestamp(until, tz=UTC) - timedelta(hours=48)
-    assert len(hours) >= 48
+    assert first <= datetime.fromtimestamp(until, tz=UTC) - timedelta(hours=72)
+    assert len(hours) >= 72  # the chart opens on at least 60 candles of each interval
     minutes = (await get("/api/bars/AAPL/", {"limit": 1000})).json()["bars"]
     assert len(minutes) == 1000
     stamps = [datetime.fromisoformat(bar["start"]).timestamp() for bar in minutes]
@@ -270,12 +271,12 @@ async def test_with_a_leader_and_a_standby_only_the_leader_backfills(instruments
         await asyncio.wait_for(leaders[1].standing_by.wait(), timeout(10))
         assert len(built) == 1
         await asyncio.wait_for(built[0].backfill.done.wait(), timeout(60))
-        assert built[0].backfill.written == 2880
+        assert built[0].backfill.written == DEFAULT_BARS
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*runs), timeout(30))
     # (and the live bar of the minute the leader started in, from its last flush)
-    assert await sync_to_async(count)("AAPL") in (2880, 2881, 2882)
+    assert await sync_to_async(count)("AAPL") in (DEFAULT_BARS, DEFAULT_BARS + 1, DEFAULT_BARS + 2)
 
 
 def test_the_setting_turns_it_off_and_is_held_to_the_retention(settings):
