@@ -75,7 +75,7 @@ def writer(table: BarTable | None = None, **options) -> BarWriter:
 
 async def test_many_quotes_from_a_ticker_are_written_in_one_statement_per_flush(instruments):
     for symbol in ("AAPL", "MSFT", "EUR/USD"):
-        await sync(instruments)(symbol, quote_rate=500.0)
+        await sync(instruments)(symbol, quote_rate=50.0)
     table = CountingTable()
     ticker = build_ticker()
     ticker.bars = bars = writer(table)
