@@ -193,14 +193,18 @@ def _shares(cpu: dict[str, Any], window_s: float, machine_s: float) -> dict[str,
 def _delays(
     changes: list[tuple[str, float]], statuses: list[tuple[int, str, str]], symbol: str, n: int
 ) -> list[dict[str, Any]]:
-    """Per change: how many of the ``n`` connections got its ``status``, and when (s)."""
+    """Per change: how many of the ``n`` connections got its ``status``, and when (s).
+
+    A ``status`` counts for the latest change to its state before it arrived:
+    a ``halted`` that arrives after the resume was called still times the halt.
+    """
     out = []
-    bounds = [t for _, t in changes] + [float("inf")]
     for i, (state, t0) in enumerate(changes):
+        until = next((t for s, t in changes[i + 1 :] if s == state), float("inf"))
         got = sorted(
             us / 1e6 - t0
             for us, sym, st in statuses
-            if sym == symbol and st == state and t0 <= us / 1e6 < bounds[i + 1]
+            if sym == symbol and st == state and t0 <= us / 1e6 < until
         )
         out.append(
             {

@@ -147,26 +147,53 @@ class SourcedWorker(Worker):
         super().__init__(cfg, pipe)
         self.sources = sources
         self._next = 0
+        self._gave_up = False
 
     async def open(
         self, url: str, symbols: list[str], last: dict[str, int]
     ) -> LeanConnection:  # type: ignore[override]
+        """Connect, ``welcome``, ``subscribed``: all within ``open_timeout_s``, or a failure.
+
+        A server that accepts and then never answers must not hold a slot of
+        ``concurrency`` for ever: the clients behind it would never start.
+        """
+        if self._gave_up:
+            raise TimeoutError("not settled in time")
         source = self.sources[self._next % len(self.sources)]
         self._next += 1
-        ws = await asyncio.wait_for(self._connect(url, source), self.cfg.open_timeout_s)
+        opening = self._open(url, source, symbols, last)
+        return await asyncio.wait_for(opening, self.cfg.open_timeout_s)
+
+    async def _open(
+        self, url: str, source: str, symbols: list[str], last: dict[str, int]
+    ) -> LeanConnection:
+        ws = await self._connect(url, source)
+        try:
+            if '"welcome"' not in await ws.recv():
+                raise ProtocolMismatch("expected welcome")
+            if symbols:
+                ws.send(json.dumps({"op": "subscribe", "symbols": symbols, "id": 1}))
+                while True:
+                    text = await ws.recv()
+                    if '"type":"error"' in text:
+                        raise ProtocolMismatch(f"subscribe refused: {text[:120]}")
+                    self.rec.on_frame(text, last)
+                    if '"subscribed"' in text:
+                        break
+        except BaseException:
+            ws.abort()
+            raise
         self.conns.append(ws)
-        if '"welcome"' not in await ws.recv():
-            raise ProtocolMismatch("expected welcome")
-        if symbols:
-            ws.send(json.dumps({"op": "subscribe", "symbols": symbols, "id": 1}))
-            while True:
-                text = await ws.recv()
-                if '"type":"error"' in text:
-                    raise ProtocolMismatch(f"subscribe refused: {text[:120]}")
-                self.rec.on_frame(text, last)
-                if '"subscribed"' in text:
-                    break
         return ws
+
+    async def wait_settled(self) -> float:
+        """As the base class; clients not yet connected by then stop trying.
+
+        Otherwise their handshakes would go on during the measurements that follow.
+        """
+        took = await super().wait_settled()
+        self._gave_up = True
+        return took
 
     async def _connect(self, url: str, source: str) -> LeanConnection:
         uri = parse_uri(url)

@@ -89,11 +89,12 @@ def test_status_delays_are_per_change_and_count_only_their_own_state() -> None:
         (int(101.0e6), "B000", "halted"),
         (int(100.5e6), "B001", "halted"),  # another symbol
         (int(105.1e6), "B000", "trading"),
+        (int(106.0e6), "B000", "halted"),  # late, after the resume was called: still the halt's
     ]
-    halted, trading = _delays(changes, statuses, "B000", 2)
-    assert halted["received"] == 2
+    halted, trading = _delays(changes, statuses, "B000", 3)
+    assert halted["received"] == 3
     assert halted["all_received"]
-    assert halted["max_s"] == 1.0
+    assert halted["max_s"] == 6.0
     assert halted["p50_s"] == 1.0
     assert trading["received"] == 1
     assert not trading["all_received"]
