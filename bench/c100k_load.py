@@ -25,7 +25,6 @@ import socket
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
-import uvloop
 from websockets.uri import parse_uri
 
 from bench.client import MAX_FRAME_BYTES, ProtocolMismatch, Worker, WorkerConfig
@@ -218,6 +217,8 @@ def load_main(cfg: WorkerConfig, pipe: Connection, sources: list[str]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     raise_nofile()
     gc.set_threshold(50_000, 20, 100)
+    import uvloop  # bench/requirements.txt: the tests import this module without it
+
     uvloop.run(SourcedWorker(cfg, pipe, sources).run())
 
 
