@@ -35,7 +35,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Upper
 
 from feeds.core import events
-from feeds.core.protocol import ErrorCode, ProtocolError, RequestId
+from feeds.core.protocol import ErrorCode, ProtocolError, RequestId, is_symbol
 from feeds.models import Entitlement, Instrument
 from feeds.revocation import notify_servers
 
@@ -70,6 +70,16 @@ def visible_instruments(queryset: QuerySet[Instrument], user: Any) -> QuerySet[I
         )
     )
     return queryset.filter(Exists(grants))
+
+
+def visible_symbols_among(symbols: Iterable[str], user: Any) -> set[str]:
+    """Those of ``symbols`` that are instruments ``user`` may see (one query per 500)."""
+    wanted = [s for s in symbols if is_symbol(s)]
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):  # SQLite caps query parameters
+        chunk = Instrument.objects.filter(symbol__in=wanted[start : start + 500])
+        found.update(visible_instruments(chunk, user).values_list("symbol", flat=True))
+    return found
 
 
 def visible_symbols_sync(user: Any) -> Visible:

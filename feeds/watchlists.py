@@ -32,9 +32,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from feeds.core import events
-from feeds.core.protocol import is_symbol
-from feeds.entitlements import visible_instruments
-from feeds.models import Instrument, Watchlist
+from feeds.entitlements import visible_symbols_among
+from feeds.models import Watchlist
 from feeds.revocation import notify_servers
 
 logger = logging.getLogger(__name__)
@@ -151,20 +150,12 @@ def clean_symbols(raw: Iterable[str], user: Any) -> list[str]:
             field="symbols",
             symbols=list(repeated),
         )
-    known = _visible_among(symbols, user)
+    known = visible_symbols_among(symbols, user)
     unknown = [s for s in symbols if s not in known]
     if unknown:
         raise UnknownSymbols(unknown)
     return symbols
 
-
-def _visible_among(symbols: list[str], user: Any) -> set[str]:
-    wanted = [s for s in symbols if is_symbol(s)]
-    found: set[str] = set()
-    for start in range(0, len(wanted), 500):  # SQLite caps query parameters
-        chunk = Instrument.objects.filter(symbol__in=wanted[start : start + 500])
-        found.update(visible_instruments(chunk, user).values_list("symbol", flat=True))
-    return found
 
 
 def _check_unique(user: Any, name: str, pk: object | None) -> None:

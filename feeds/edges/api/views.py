@@ -43,7 +43,7 @@ from feeds.edges.api.serializers import (
     InstrumentOutputSerializer,
     TokenInputSerializer,
 )
-from feeds.entitlements import visible_instruments
+from feeds.entitlements import visible_instruments, visible_symbols_among
 from feeds.models import Instrument
 from feeds.publish.build import get_store
 
@@ -305,21 +305,12 @@ class QuoteListApi(APIView):
             raise exceptions.ValidationError(
                 {"symbols": [f"At most {MAX_QUOTE_SYMBOLS} symbols per request."]}
             )
-        known = _visible_symbols_among(symbols, user)
+        known = visible_symbols_among(symbols, user)
         unknown = [s for s in symbols if s not in known]
         if unknown:
             raise UnknownSymbols(unknown)
         return symbols
 
-
-def _visible_symbols_among(symbols: list[str], user: Any) -> set[str]:
-    """Those of ``symbols`` that are instruments ``user`` may see (one query per 500)."""
-    wanted = [s for s in symbols if is_symbol(s)]
-    found: set[str] = set()
-    for start in range(0, len(wanted), 500):  # SQLite caps query parameters
-        chunk = Instrument.objects.filter(symbol__in=wanted[start : start + 500])
-        found.update(visible_instruments(chunk, user).values_list("symbol", flat=True))
-    return found
 
 
 class QuoteDetailApi(APIView):
