@@ -54,8 +54,11 @@ def log_in(page, base_url: str, *, keep_lists: bool = False) -> None:
     page.wait_for_selector('#conn-state[data-state="live"]')
 
 
-def delete_watchlists(base_url: str) -> None:
-    """Delete every watchlist of the test user, through the REST API (a token of its own)."""
+def user_watchlists(
+    base_url: str, username: str = USERNAME, password: str = PASSWORD, *, delete: bool = False
+) -> list[dict]:
+    """A user's watchlists kept on the server, read (and with ``delete`` deleted) through the
+    REST API with a token of its own, revoked afterwards."""
     def call(method: str, path: str, body: dict | None = None, token: str = "") -> object:
         headers = {"Content-Type": "application/json"}
         if token:
@@ -66,10 +69,17 @@ def delete_watchlists(base_url: str) -> None:
             raw = response.read()
             return json.loads(raw) if raw else None
 
-    token = call("POST", "/api/token/", {"username": USERNAME, "password": PASSWORD})["token"]
-    for listed in call("GET", "/api/watchlists/", token=token):
+    token = call("POST", "/api/token/", {"username": username, "password": password})["token"]
+    lists = call("GET", "/api/watchlists/", token=token)
+    for listed in lists if delete else ():
         call("DELETE", f"/api/watchlists/{listed['id']}/", token=token)
     call("POST", "/api/token/revoke/", {}, token=token)
+    return lists
+
+
+def delete_watchlists(base_url: str, username: str = USERNAME, password: str = PASSWORD) -> None:
+    """Delete every watchlist of the user: like a fresh browser profile, a test starts from none."""
+    user_watchlists(base_url, username, password, delete=True)
 
 
 @pytest.fixture

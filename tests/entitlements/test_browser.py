@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.conftest import delete_watchlists, user_watchlists
 from tests.browser.test_ticker_page import row, shown_symbols, wait_for_tick
 from tests.entitlements.test_live import admin_delete
 from tests.servers import Server, free_port, manage
@@ -49,6 +48,7 @@ def entitled_page(entitled_server, context):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    delete_watchlists(srv.url, USERNAME, PASSWORD)  # each test starts from the default list
     try:
         page.goto(f"{srv.url}/")
         page.wait_for_url("**/accounts/login/**")
@@ -73,14 +73,16 @@ def test_the_search_box_suggests_only_entitled_instruments(entitled_page):
     assert "XOM" not in suggested
 
 
-def saved_watchlist(page) -> list[str] | None:
-    """The watchlist in localStorage; None until the page first changes the default."""
-    saved = page.evaluate("key => localStorage.getItem(key)", STORAGE_KEY)
-    return None if saved is None else json.loads(saved)
+def saved_watchlist(srv) -> list[str] | None:
+    """The user's watchlist kept on the server; None until the page first saves one."""
+    lists = user_watchlists(srv.url, USERNAME, PASSWORD)
+    return lists[0]["symbols"] if lists else None
 
 
-def test_a_saved_watchlist_with_unlicensed_symbols_streams_the_rest(entitled_page):
+def test_a_saved_watchlist_with_unlicensed_symbols_streams_the_rest(entitled_page, entitled_server):
+    """A list kept in the browser moves to the server once, without what the user may not see."""
     page = entitled_page
+    srv, _ = entitled_server
     page.evaluate(
         "([key, value]) => localStorage.setItem(key, value)",
         [STORAGE_KEY, '["AAPL", "JPM", "GONE1", "EUR/USD", "XOM"]'],
@@ -93,19 +95,22 @@ def test_a_saved_watchlist_with_unlicensed_symbols_streams_the_rest(entitled_pag
     wait_for_tick(page, "AAPL")
     wait_for_tick(page, "EUR/USD")
     assert shown_symbols(page) == ["AAPL", "EUR/USD"]
-    assert saved_watchlist(page) == ["AAPL", "EUR/USD"]
+    assert saved_watchlist(srv) == ["AAPL", "EUR/USD"]
+    saved = page.evaluate("key => JSON.parse(localStorage.getItem(key))", STORAGE_KEY)
+    assert saved == {"migrated": True}
     expect(page.locator('[data-stat="symbols"]')).to_have_text("2")
 
 
-def test_adding_an_unlicensed_symbol_shows_the_servers_refusal(entitled_page):
+def test_adding_an_unlicensed_symbol_shows_the_servers_refusal(entitled_page, entitled_server):
     page = entitled_page
+    srv, _ = entitled_server
     before = shown_symbols(page)
     page.fill("#add-symbol", "JPM")  # typed: the search box never suggests it
     page.press("#add-symbol", "Enter")
     expect(page.locator("#add-error")).to_have_text("not entitled to: JPM")
     expect(row(page, "JPM")).to_have_count(0)
     assert shown_symbols(page) == before
-    assert "JPM" not in (saved_watchlist(page) or [])
+    assert "JPM" not in (saved_watchlist(srv) or [])
     wait_for_tick(page, "AAPL")  # the stream goes on
 
 
@@ -121,7 +126,7 @@ def test_a_revoked_entitlement_takes_its_rows_off_with_a_notice(entitled_page, e
     )
     expect(page.locator("#rows tr")).to_have_count(len(OTHER_DEFAULTS))
     assert shown_symbols(page) == OTHER_DEFAULTS
-    assert saved_watchlist(page) == OTHER_DEFAULTS
+    assert saved_watchlist(srv) == OTHER_DEFAULTS
     expect(page.locator("#chart [data-chart=symbol]")).to_have_text(OTHER_DEFAULTS[0])
     expect(page.locator('[data-stat="symbols"]')).to_have_text(str(len(OTHER_DEFAULTS)))
     wait_for_tick(page, "BTC-USD")  # the rest stream on

@@ -251,7 +251,7 @@ export class TickerApp {
       const text = m.code === "unknown_symbol" ? `No instrument ${request.symbols[0]}.` : m.message || m.code;
       this.#showError(text);
     } else if (request.kind === "resubscribe" || request.kind === "switch") {
-      this.#resubscribeFailed(m);
+      this.#resubscribeFailed(m, request.symbols);
     } else {
       console.warn("ticker: unsubscribe failed", m);
     }
@@ -264,8 +264,7 @@ export class TickerApp {
   }
 
   /** The saved watchlist was refused as a whole (requests are atomic): repair it and retry. */
-  #resubscribeFailed(m) {
-    const before = this.watchlist.symbols.length;
+  #resubscribeFailed(m, sent) {
     const named = Array.isArray(m.symbols) ? m.symbols : [];
     if (m.code === "unknown_symbol" || m.code === "not_entitled") {
       // One stale or unlicensed symbol must not stop the whole stream.
@@ -277,8 +276,11 @@ export class TickerApp {
       setTimeout(() => this.#resubscribe(), RATE_LIMIT_RETRY_MS);
       return;
     }
-    // Retry only if the repair changed something, so a confusing reply cannot loop.
-    if (this.watchlist.symbols.length < before) this.#resubscribe();
+    // Retry when the list is no longer the one refused: this repair, or one made meanwhile
+    // (a refused save of the list drops the same symbols), changed it. The same list again
+    // would only be refused again, so a confusing reply cannot loop.
+    const now = this.watchlist.symbols;
+    if (now.length !== sent.length || sent.some((s) => !this.watchlist.has(s))) this.#resubscribe();
     else console.warn("ticker: resubscribe failed", m);
   }
 
