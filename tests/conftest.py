@@ -20,14 +20,17 @@ __all__ = [
 
 @pytest.fixture(autouse=True)
 def _fresh_feed_state(settings):
-    """No embedded ticker in-process; a new layer and store per test."""
+    """No embedded ticker in-process; a new layer and store per test, and no outage
+    remembered from another test (one ended within seconds would swallow the warning)."""
     from channels.layers import channel_layers
 
+    from feeds.publish import outage
     from feeds.publish.build import reset_store
 
     settings.FEED_TICKER = "off"
     channel_layers.backends.clear()
     reset_store()
+    outage._outages.clear()
     yield
     channel_layers.backends.clear()
     reset_store()
