@@ -48,11 +48,13 @@ def rows(doc: dict[str, Any]) -> list[Row]:
     def conn(x: dict[str, Any]) -> str:
         if not x:
             return "-"
-        return f"{x['connected']:,} in {x['connect_s']} s, {x['refused']} refused"
+        return f"{x['connected']:,} in {x['connect_s']} s, {x['refused']:,} not connected"
 
     def quotes(x: dict[str, Any]) -> str:
         if not x:
             return "-"
+        if x["seqs_seen_pct"] is None:
+            return "no quote arrived in the window"
         return (
             f"p99 {_ms(x['latency_us']['p99'])}, {x['seqs_seen_pct']} % of seqs, "
             f"{x['delivered_pct']} % of the rate's expectation"
