@@ -10,7 +10,7 @@ the whole cluster when one child dies. Every client has a token of its own
 worker has not seen) and streams one symbol.
 
 Once every client streams, the worker holding the most connections (counted
-from /proc, as tests/deploy/test_workers.py does) is SIGKILLed. Its clients
+from /proc, `deploy.procs.established_by_pid`) is SIGKILLed. Its clients
 see the connection drop, reconnect with back-off and jitter
 (bench/crashload.py), land on the surviving workers, subscribe again, and
 count as healed at their first new ``quote``. The figure is the time from
@@ -49,9 +49,8 @@ from bench.servers import (
     base_env,
     probe,
 )
-from deploy.procs import daphne_command, listeners
+from deploy.procs import daphne_command, established_by_pid, listeners
 
-ESTABLISHED = "01"  # the state column of /proc/net/tcp
 SETTLE_S = 2.0
 QUIET_S = 3.0  # no new loss for this long, and every lost client healed: the storm is over
 TARGET_S = 10.0
@@ -142,27 +141,6 @@ class ReferenceCluster(Deployment):
 
 def procs_root() -> Path:
     return Path(__file__).resolve().parent.parent
-
-
-def established_by_pid(pids: dict[str, int], port: int) -> dict[str, int]:
-    """How many established connections to ``port`` each process holds (its own fds)."""
-    inodes: dict[str, str] = {}
-    for name, pid in pids.items():
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes[target[8:-1]] = name
-    counts: Counter[str] = Counter()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == ESTABLISHED and fields[9] in inodes:
-                counts[inodes[fields[9]]] += 1
-    return {name: counts.get(name, 0) for name in pids}
 
 
 class CrashLoad:

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,3 +242,31 @@ def run_once(
         list(command), cwd=cwd, env=env, capture_output=True, text=True, errors="replace",
         timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+_TCP_ESTABLISHED = "01"  # the state column of /proc/net/tcp
+
+
+def established_by_pid(pids: dict[str, int], port: int) -> dict[str, int]:
+    """How many established connections to ``port`` each process holds (its own fds).
+
+    Read from /proc: each process's socket inodes, matched against the kernel's TCP
+    table. Every name in ``pids`` is in the answer, 0 for a process that holds none.
+    """
+    inodes: dict[str, str] = {}
+    for name, pid in pids.items():
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes[target[8:-1]] = name
+    counts: Counter[str] = Counter()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == _TCP_ESTABLISHED and fields[9] in inodes:
+                counts[inodes[fields[9]]] += 1
+    return {name: counts.get(name, 0) for name in pids}

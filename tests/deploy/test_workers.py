@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 import websockets
 
+from deploy.procs import established_by_pid
 from tests.deploy.conftest import ClusterProcess, alive, cluster_env, run_cluster_command
 from tests.schema import decode_frame
 from tests.servers import free_port
@@ -26,29 +26,6 @@ from tests.timeouts import timeout
 
 WORKERS = 3
 CLIENTS = 200
-ESTABLISHED = "01"  # the state column of /proc/net/tcp
-
-
-def established_by_pid(pids: dict[str, int], port: int) -> dict[str, int]:
-    """How many established connections to ``port`` each process holds (its own fds)."""
-    inodes: dict[str, str] = {}  # socket inode -> process name
-    for name, pid in pids.items():
-        fd_dir = Path(f"/proc/{pid}/fd")
-        for fd in fd_dir.iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue  # closed meanwhile
-            if target.startswith("socket:["):
-                inodes[target[8:-1]] = name
-    counts: Counter[str] = Counter()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == ESTABLISHED and fields[9] in inodes:
-                counts[inodes[fields[9]]] += 1
-    return dict(counts)
 
 
 class Client:
