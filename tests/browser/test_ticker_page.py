@@ -77,8 +77,10 @@ def test_default_watchlist_shows_prices_that_change(page):
     # Prices carry the tick size's decimals: 0.01 for AAPL, 0.00001 for GBP/USD.
     expect(cell(page, "AAPL", "bid")).to_have_text(re.compile(r"^\d+\.\d{2}$"))
     expect(cell(page, "GBP/USD", "ask")).to_have_text(re.compile(r"^\d+\.\d{5}$"))
-    bid = float(cell(page, "AAPL", "bid").inner_text())
-    ask = float(cell(page, "AAPL", "ask").inner_text())
+    # Both cells read in one script: two reads could straddle the next quote.
+    bid, ask = row(page, "AAPL").evaluate(
+        "r => ['bid', 'ask'].map(f => Number(r.querySelector(`[data-field=${f}]`).textContent))"
+    )
     assert 0 < bid < ask
     expect(cell(page, "AAPL", "change_pct")).to_have_text(re.compile(r"^([+\u2212])?\d+\.\d{2}%$"))
     expect(cell(page, "AAPL", "ts")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d\.\d{3}$"))
