@@ -324,6 +324,9 @@ def serve() -> int:
             continue
 
 
+MAX_TEST_WORKERS = 4  # more live servers at once than this only contend for the cores
+
+
 def test(args: list[str]) -> int:
     # The gates first, a second or two between them: lint over the tree, strict types over the
     # pure core (both configured in pyproject.toml). The first that fails stops the run.
@@ -332,7 +335,19 @@ def test(args: list[str]) -> int:
         if code:
             return code
     # pytest exits 5 when it collects nothing; that is a failure here, not a pass.
-    return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT)
+    return subprocess.call([str(PY), "-m", "pytest", *test_workers(args), *args], cwd=ROOT)
+
+
+def test_workers(args: list[str]) -> list[str]:
+    """pytest-xdist's ``-n``: one test process per core, at most four, unless ``args`` choose.
+
+    The live tests mostly wait on the servers they start, so two processes on
+    two cores took the suite from 19 to 13 minutes here. ``-n 0`` runs it in
+    one process.
+    """
+    chosen = any(a.startswith(("-n", "--numprocesses", "--dist")) for a in args)
+    cores = min(MAX_TEST_WORKERS, os.cpu_count() or 1)
+    return [] if chosen or cores < 2 else ["-n", str(cores)]
 
 
 def usage(problem: str | None = None) -> int:

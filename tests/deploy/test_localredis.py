@@ -82,6 +82,7 @@ def test_a_port_that_is_taken_is_a_one_line_error():
         (f"redis://127.0.0.1:{free_port()}/0", "cannot connect"),
         ("unix:///nonexistent/redis.sock", "cannot connect"),
     ],
+    ids=["http", "closed-port", "missing-socket"],  # stable across processes (pytest -n)
 )
 def test_probe_says_why_a_url_does_not_answer(url, says):
     assert says in probe(url, timeout(2))

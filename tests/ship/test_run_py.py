@@ -212,3 +212,16 @@ def test_npm_ci_installs_the_pinned_axe_core_once(repo, a11y, capsys):
     capsys.readouterr()
     run.ensure_axe(npm=npm, ci=True)  # the same lock: nothing to do
     assert capsys.readouterr().out == ""
+
+
+def test_the_suite_runs_in_one_process_per_core_unless_the_arguments_choose(monkeypatch):
+    run = load_run_py(Path(__file__).resolve().parents[2])
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
+    assert run.test_workers(["-q"]) == ["-n", "2"]
+    assert run.test_workers(["-n", "0"]) == []
+    assert run.test_workers(["-n0"]) == []
+    assert run.test_workers(["--numprocesses=3"]) == []
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 64)
+    assert run.test_workers([]) == ["-n", str(run.MAX_TEST_WORKERS)]
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 1)
+    assert run.test_workers([]) == []
