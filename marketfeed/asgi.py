@@ -30,7 +30,7 @@ try:
 
     django_application = get_asgi_application()
     if settings.REDIS_URL:
-        from feeds.publish.redis_store import check_reachable
+        from feeds.publish.redis_connect import check_reachable
 
         check_reachable(settings.REDIS_URL, sentinel=settings.REDIS_SENTINEL)
 except ImproperlyConfigured as exc:

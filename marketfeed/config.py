@@ -78,7 +78,7 @@ def caches(redis_url: str | None, sentinel: dict[str, Any] | None) -> dict[str, 
         return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     options = (
         # Behind Sentinel: a pool that asks the sentinels for the master.
-        {"OPTIONS": {"pool_class": "feeds.publish.redis_store.SentinelCachePool", **sentinel}}
+        {"OPTIONS": {"pool_class": "feeds.publish.redis_connect.SentinelCachePool", **sentinel}}
         if sentinel
         else {}
     )

@@ -104,7 +104,7 @@ def test_settings_put_the_layer_store_and_cache_on_the_sentinels(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
         "redis://mymaster/0", "mymaster", "[('127.0.0.1',", "26379)]", "None", "external",
-        "redis://mymaster/0", "feeds.publish.redis_store.SentinelCachePool",
+        "redis://mymaster/0", "feeds.publish.redis_connect.SentinelCachePool",
         "[('127.0.0.1',", "26379)]",
     ]
 

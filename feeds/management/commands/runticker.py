@@ -23,7 +23,7 @@ from feeds.deliver.process import freeze_startup_objects
 from feeds.edges.metrics import serve_leader_metrics
 from feeds.publish.build import build_ticker, get_store
 from feeds.publish.leader import Leader
-from feeds.publish.redis_store import check_reachable
+from feeds.publish.redis_connect import check_reachable
 
 logger = logging.getLogger("feeds.publish.ticker")
 
