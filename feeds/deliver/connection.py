@@ -198,8 +198,7 @@ class Connection:
         session = self.session
         session.begin(opening)
         await self.hub.join(session, opening.new)
-        latest = await self.store.latest(opening.symbols)
-        epoch = await self.store.epoch()
+        latest, epoch = await self.store.snapshot(opening.symbols)
         resume = opening.resume
         reachable = resume.reachable(opening.symbols, latest, epoch) if resume is not None else {}
         found = await self.store.replay(reachable) if reachable else {}

@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline, Redis
 
-Command = Callable[[Pipeline], Any]  # queues one command on the pipeline it is given
+Command = Callable[[Pipeline], Any]  # queues its commands on the pipeline it is given
 
 
 class Batched:
@@ -30,24 +30,28 @@ class Batched:
         )
         self.pipelines = 0
 
-    async def __call__(self, command: Command) -> Any:
-        """``command``'s reply, sent in a pipeline begun after this call."""
+    async def __call__(self, command: Command, *, replies: int = 1) -> Any:
+        """``command``'s reply, sent in a pipeline begun after this call.
+
+        A command that queues ``replies`` > 1 commands gets their replies as a
+        list, in order, or the first error among them.
+        """
         loop = asyncio.get_running_loop()
         queue = self._loops.get(loop)
         if queue is None:
             queue = self._loops[loop] = _Queue(self)
-        return await queue.send(command)
+        return await queue.send(command, replies)
 
 
 class _Queue:
     def __init__(self, owner: Batched) -> None:
         self.owner = owner
-        self.waiting: list[tuple[Command, asyncio.Future[Any]]] = []
+        self.waiting: list[tuple[Command, int, asyncio.Future[Any]]] = []
         self.runner: asyncio.Task[None] | None = None
 
-    async def send(self, command: Command) -> Any:
+    async def send(self, command: Command, replies: int) -> Any:
         future = asyncio.get_running_loop().create_future()
-        self.waiting.append((command, future))
+        self.waiting.append((command, replies, future))
         if self.runner is None or self.runner.done():
             self.runner = asyncio.create_task(self._drain(), name="redis-batch")
         return await asyncio.shield(future)
@@ -55,19 +59,25 @@ class _Queue:
     async def _drain(self) -> None:
         while self.waiting:
             batch, self.waiting = self.waiting, []
+            expected = sum(count for _, count, _ in batch)
             self.owner.pipelines += 1
             try:
                 pipe = self.owner.client().pipeline(transaction=False)
-                for command, _ in batch:
+                for command, _, _ in batch:
                     command(pipe)
                 replies = await pipe.execute(raise_on_error=False)
             except Exception as exc:  # Redis is away: every caller of this batch hears of it
-                replies = [exc] * len(batch)
-            for (_, future), reply in zip(batch, replies, strict=True):
+                replies = [exc] * expected
+            if len(replies) != expected:  # a command queued more or fewer than it said
+                replies = [RuntimeError(f"{len(replies)} replies for {expected}")] * expected
+            start = 0
+            for _, count, future in batch:
+                mine, start = replies[start : start + count], start + count
                 if future.done():
                     continue
-                if isinstance(reply, Exception):
-                    future.set_exception(reply)
+                error = next((r for r in mine if isinstance(r, Exception)), None)
+                if error is not None:
+                    future.set_exception(error)
                     future.exception()  # retrieved: a caller that went away must not log it
                 else:
-                    future.set_result(reply)
+                    future.set_result(mine[0] if count == 1 else mine)

@@ -176,12 +176,14 @@ class RedisStore:
         return client
 
     async def epoch(self) -> str:
+        current = await self._batch(lambda pipe: pipe.get(PREFIX + "epoch"))
+        return str(current) if current is not None else await self._new_epoch()
+
+    async def _new_epoch(self) -> str:
+        """Make the fresh store's epoch, or take the one another process made first."""
         r = self._redis()
-        current = await r.get(PREFIX + "epoch")
-        if current is None:
-            await r.set(PREFIX + "epoch", new_epoch(), nx=True)
-            current = await r.get(PREFIX + "epoch")
-        return str(current)
+        await r.set(PREFIX + "epoch", new_epoch(), nx=True)
+        return str(await r.get(PREFIX + "epoch"))
 
     async def save(
         self, quotes: list[SavedQuote], *, epoch: str | None = None, fence: str | None = None
@@ -228,12 +230,18 @@ class RedisStore:
         wanted = list(symbols)
         if not wanted:
             return {}
-        values = await self._redis().hmget(PREFIX + "latest", wanted)
-        out: dict[str, tuple[int, str]] = {}
-        for symbol, value in zip(wanted, values, strict=True):
-            if value:
-                out[symbol] = _seq_and_text(value)
-        return out
+        values = await self._batch(lambda pipe: pipe.hmget(PREFIX + "latest", wanted))
+        return _latest(wanted, values)
+
+    async def snapshot(self, symbols: Iterable[str]) -> tuple[dict[str, tuple[int, str]], str]:
+        wanted = list(symbols)
+        if not wanted:  # HMGET needs a field
+            return {}, await self.epoch()
+        values, current = await self._batch(
+            lambda pipe: pipe.hmget(PREFIX + "latest", wanted).get(PREFIX + "epoch"), replies=2
+        )
+        epoch = str(current) if current is not None else await self._new_epoch()
+        return _latest(wanted, values), epoch
 
     async def replay(self, since: dict[str, int]) -> dict[str, list[str] | None]:
         """One round trip for all of ``since``.
@@ -291,8 +299,11 @@ def _ring_key(symbol: str) -> str:
     return PREFIX + "ring:" + symbol
 
 
+def _latest(symbols: list[str], values: list[str | None]) -> dict[str, tuple[int, str]]:
+    return {s: _seq_and_text(v) for s, v in zip(symbols, values, strict=True) if v}
+
+
 def _seq_and_text(value: str) -> tuple[int, str]:
     """A stored ``"<seq> <quote text>"`` value, split."""
     seq, _, text = value.partition(" ")
     return int(seq), text
-

@@ -88,6 +88,10 @@ class QuoteStore(Protocol):
         """``{symbol: (seq, quote_text)}`` for those of ``symbols`` that have a quote."""
         ...
 
+    async def snapshot(self, symbols: Iterable[str]) -> tuple[dict[str, tuple[int, str]], str]:
+        """``latest(symbols)`` and then ``epoch()``, read together (one round trip in Redis)."""
+        ...
+
     async def replay(self, since: dict[str, int]) -> dict[str, list[str] | None]:
         """For each symbol, its ring's quote texts with a seq above ``since[symbol]``, in seq order.
 
@@ -155,6 +159,9 @@ class MemoryStore:
     async def latest(self, symbols: Iterable[str]) -> dict[str, tuple[int, str]]:
         latest = self._latest
         return {symbol: latest[symbol] for symbol in symbols if symbol in latest}
+
+    async def snapshot(self, symbols: Iterable[str]) -> tuple[dict[str, tuple[int, str]], str]:
+        return await self.latest(symbols), self._epoch
 
     async def connection_acquire(self, user_key: str, conn_id: str, limit: int) -> bool:
         conns = self._connections.setdefault(user_key, set())

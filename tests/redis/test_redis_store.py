@@ -60,6 +60,49 @@ async def test_a_storm_of_acquires_shares_few_round_trips_and_still_holds_the_li
     await watcher.aclose()
 
 
+async def test_a_storm_of_snapshots_shares_few_round_trips_and_each_gets_its_own(store):
+    import asyncio
+
+    await store.save([("AAPL", 3, "a3"), ("MSFT", 5, "m5")])
+    epoch = await store.epoch()
+    wanted = [["AAPL"], ["MSFT", "NOPE"], ["AAPL", "MSFT"], []] * 100
+    before = store._batch.pipelines
+    got = await asyncio.gather(*(store.snapshot(symbols) for symbols in wanted))
+    assert got[:4] == [
+        ({"AAPL": (3, "a3")}, epoch),
+        ({"MSFT": (5, "m5")}, epoch),
+        ({"AAPL": (3, "a3"), "MSFT": (5, "m5")}, epoch),
+        ({}, epoch),
+    ]
+    assert got[4:] == got[:4] * 99
+    assert store._batch.pipelines - before < 20  # not a round trip each
+
+
+async def test_a_snapshot_of_a_fresh_store_makes_the_epoch_every_process_then_sees(
+    store, redis_url
+):
+    import redis.asyncio as redis
+
+    client = redis.Redis.from_url(redis_url)
+    await client.flushdb()
+    await client.aclose()
+    latest, epoch = await store.snapshot(["AAPL"])
+    assert latest == {}
+    assert await store.another().epoch() == epoch
+
+
+async def test_a_snapshot_while_redis_is_away_raises_for_its_caller_alone(store, redis_url):
+    import redis.exceptions
+
+    from feeds.publish.redis_store import RedisStore
+
+    away = RedisStore("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await away.snapshot(["AAPL"])
+    await away.aclose()
+    assert (await store.snapshot([]))[1] == await store.epoch()  # the reachable one answers
+
+
 async def test_ping_answers(store):
     await store.ping()
 

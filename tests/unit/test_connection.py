@@ -52,6 +52,9 @@ class FlakyStore:
             raise ConnectionError("store away")
         return {s: (3, text(s, 3)) for s in symbols}
 
+    async def snapshot(self, symbols: Any) -> tuple[dict[str, tuple[int, str]], str]:
+        return await self.latest(symbols), await self.epoch()
+
 
 class Link:
     kind = "test"
