@@ -19,7 +19,9 @@ needs more, and this adapter takes it from under daphne:
   the socket to drain, and pauses the producer when the buffer passes the
   high-water mark. (Twisted's own ``write`` always buffers and waits for the
   next reactor turn: an epoll registration, a wake-up and a deregistration
-  per frame, two thirds of the server's time in a profile.) Order holds with
+  per frame, two thirds of the server's time in a profile.) autobahn's own
+  frames (the handshake's answer, pings, pongs, closes) take the same path:
+  ``attach`` puts it in place of the connection's ``write``. Order holds with
   anything sent through ASGI, since every path writes synchronously and the
   fast one only runs while nothing is queued.
 
@@ -54,6 +56,7 @@ same deflate stream, in order.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -86,6 +89,7 @@ from feeds.deliver.server_http import (
     attach_stream,
     limit_socket_buffer,
 )
+from feeds.deliver.server_pace import pace_application_checker
 from feeds.deliver.server_shared import share_options
 
 __all__ = [
@@ -168,6 +172,9 @@ class DaphneTransport(Transport):
         if self._fast:
             self._open_state = protocol.STATE_OPEN
             self._gone_states = {protocol.STATE_CLOSING, protocol.STATE_CLOSED}
+            if protocol.transport is not None:
+                # autobahn's own frames too (the handshake's answer, pings, pongs, closes).
+                protocol.transport.write = functools.partial(_write_through, protocol.transport)
         self._framer: Framer | None = None  # known once the handshake has settled compression
         if compression != "off" and COMPRESSION in features:
             offer_compression(protocol, compression, max_message_bytes)
@@ -184,24 +191,8 @@ class DaphneTransport(Transport):
         # Only on an open connection with nothing queued inside autobahn, so order holds.
         if state != self._open_state or protocol.send_queue:
             return False
-        data = self._frames(texts, shared)
-        tcp = protocol.transport
         self._adapter.direct_writes += 1
-        if (
-            not tcp.dataBuffer
-            and not tcp._tempDataLen
-            and tcp.connected
-            and not tcp.disconnecting
-            and not tcp.TLS  # after a startTLS Twisted must encrypt: its own write path
-        ):
-            try:
-                sent = tcp.socket.send(data)
-            except OSError:  # full (EAGAIN), or broken: Twisted's write path finds out which
-                sent = 0
-            if sent == len(data):
-                return True
-            data = data[sent:]
-        tcp.write(data)
+        _write_through(protocol.transport, self._frames(texts, shared))
         return True
 
     def _frames(self, texts: list[str], shared: bool) -> bytes:
@@ -274,6 +265,31 @@ class DaphneTransport(Transport):
                 transport.loseConnection()
 
 
+def _write_through(tcp: Any, data: bytes) -> None:
+    """``data`` to the socket now if Twisted holds nothing for it; the rest through Twisted.
+
+    Twisted's own ``write`` always buffers and writes on the next reactor turn,
+    after registering the socket for writability; an idle connection's ping
+    costs two epoll changes and a wake-up that way, a send this way.
+    """
+    if (
+        type(data) is bytes
+        and not tcp.dataBuffer
+        and not tcp._tempDataLen
+        and tcp.connected
+        and not tcp.disconnecting
+        and not tcp.TLS  # after a startTLS Twisted must encrypt: its own write path
+    ):
+        try:
+            sent = tcp.socket.send(data)
+        except OSError:  # full (EAGAIN), or broken: Twisted's write path finds out which
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    type(tcp).write(tcp, data)
+
+
 def attach(
     send: AsgiSend,
     *,
@@ -297,6 +313,7 @@ def attach(
     protocol = adapter.daphne_target(send)
     if protocol is not None:
         share_options(protocol)  # later connections keep no copy of the factory's options
+        pace_application_checker(send.func.__self__)  # daphne's server, found by daphne_target
         features = adapter.websocket_features(protocol)
         if features:
             return DaphneTransport(

@@ -366,12 +366,18 @@ class Adapter:
     def _instance_lost(self, owner: str, obj: Any, wanted: frozenset[str]) -> frozenset[str]:
         """The features of ``wanted`` that ``obj`` lacks a piece for (each piece recorded)."""
         lost: frozenset[str] = frozenset()
-        for need in NEEDS:
-            if need.owner == owner and need.features & wanted and not hasattr(obj, need.attribute):
+        for need in _NEEDS_OF[owner]:
+            if need.features & wanted and not hasattr(obj, need.attribute):
                 self.lose(need.name, need.features)
                 lost |= need.features
         return lost
 
+
+# The pieces each kind of object must have, looked up once per connection.
+_NEEDS_OF: dict[str, tuple[Need, ...]] = {
+    owner: tuple(need for need in NEEDS if need.owner == owner)
+    for owner in {need.owner for need in NEEDS}
+}
 
 ADAPTER = Adapter()
 

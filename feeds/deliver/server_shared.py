@@ -18,11 +18,20 @@ callback) is kept as a ``staticmethod``, so reading it from an instance does
 not bind it. An option set on one connection (feeds.deliver.server sets the
 compression callback per connection) still goes into that connection's own
 dictionary and shadows the shared one.
+
+The same loop then lists the options for a debug log line, through
+``pprint.pformat``, whether or not debug lines are written: 121 us per
+connection here (timeit of the 29-option list), a sixteenth of a worker's
+CPU per handshake in a profile of a connect burst. ``share_options`` also
+gives that module ``repr`` in place of ``pformat``: 10 us, and the same text
+on one line.
 """
 
 from __future__ import annotations
 
 import inspect
+import pprint
+import sys
 from typing import Any
 
 MARK = "_marketfeed_shared_options"
@@ -52,4 +61,20 @@ def share_options(protocol: Any) -> bool:
     }
     factory.protocol = type(base.__name__, (base,), {**options, "__module__": base.__module__})
     setattr(factory, MARK, True)
+    brief_option_log()
+    return True
+
+
+def brief_option_log() -> bool:
+    """autobahn's per-connection listing of its options as ``repr``; True if it is (now) so.
+
+    A module that does not use ``pprint.pformat`` under that name is left alone.
+    """
+    module = sys.modules.get("autobahn.websocket.protocol")
+    current = getattr(module, "pformat", None)
+    if current is repr:
+        return True
+    if current is not pprint.pformat:
+        return False
+    module.pformat = repr  # type: ignore[union-attr]
     return True

@@ -66,3 +66,14 @@ def test_anything_unexpected_leaves_the_factory_as_it_is():
     stray.factory = Factory()
     assert not share_options(stray)
     assert stray.factory.protocol is Plain
+
+
+def test_the_options_are_listed_for_the_debug_log_without_pretty_printing():
+    import autobahn.websocket.protocol as autobahn_protocol
+
+    f = factory()
+    share_options(f.buildProtocol(None))
+    listing = [("autoPingInterval", 20, "WebSocketServerProtocol")] * 29
+    assert autobahn_protocol.pformat(listing) == repr(listing)  # one line, the same values
+    assert "\n" not in autobahn_protocol.pformat(listing)
+

@@ -197,6 +197,37 @@ def test_frames_go_straight_to_the_socket_not_through_daphne(tcp_pair):
     assert own.direct_writes == 1
 
 
+def test_autobahns_own_frames_go_straight_to_the_socket_too(tcp_pair):
+    """A ping, a pong, the handshake's answer: written now, not on the reactor's next turn."""
+    connection, peer = tcp_pair
+    websocket(connection)
+    ping = frame(9, b"are you there")
+    connection.write(ping)  # as autobahn's sendData does
+    assert not connection.reactor.writers  # no writability registration, no wake-up
+    assert received(peer) == ping
+
+
+def test_a_frame_behind_buffered_bytes_waits_its_turn(tcp_pair):
+    connection, peer = tcp_pair
+    transport, *_ = websocket(connection, socket_buffer_bytes=4096)
+    events: list[str] = []
+    transport.watch(pause=lambda: events.append("pause"), resume=lambda: events.append("resume"))
+    fill(lambda: transport.write_frames([QUOTE], shared=False), events)
+    ping = frame(9, b"last")
+    connection.write(ping)  # Twisted holds bytes: this one goes after them, through Twisted
+    data = b""
+    for _ in range(100_000):
+        data += received(peer)
+        if not connection.reactor.writers:
+            break
+        connection.doWrite()
+    data += received(peer)
+    assert data.endswith(ping)
+    assert data.count(frame(1, QUOTE.encode())) == (len(data) - len(ping)) // len(
+        frame(1, QUOTE.encode())
+    )
+
+
 def test_a_stalled_reader_pauses_the_producer_and_a_drained_one_resumes_it(tcp_pair):
     connection, peer = tcp_pair
     channel = HTTPChannel()
