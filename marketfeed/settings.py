@@ -172,6 +172,12 @@ FEED_AUTH_TIMEOUT_S = env_float("FEED_AUTH_TIMEOUT_S", 10.0, minimum=0.1)
 # two queries per process and interval, catches a broadcast lost to an outage.
 FEED_AUTH_RECHECK_S = env_float("FEED_AUTH_RECHECK_S", 30.0, minimum=0.1)
 FEED_HEARTBEAT_S = env_float("FEED_HEARTBEAT_S", 15.0, minimum=0.1)
+# The cyclic collector's pace in a server process (feeds/deliver/collector.py):
+# a short pass over the objects new since the last every FEED_GC_PASS_S, a
+# full reclaim at the latest every FEED_GC_RECLAIM_S (sooner as connections close).
+# FEED_GC_PASS_S=0 leaves Python's own pace alone.
+FEED_GC_PASS_S = env_float("FEED_GC_PASS_S", 1.0, minimum=0.0)
+FEED_GC_RECLAIM_S = env_float("FEED_GC_RECLAIM_S", 3600.0, minimum=1.0)
 # WebSocket-level pings are daphne's job; these are passed to it by `runfeed`.
 FEED_PING_INTERVAL_S = env_int("FEED_PING_INTERVAL_S", 20, minimum=1)
 FEED_PING_TIMEOUT_S = env_int("FEED_PING_TIMEOUT_S", 30, minimum=1)

@@ -20,7 +20,8 @@ __all__ = [
 
 @pytest.fixture(autouse=True)
 def _fresh_feed_state(settings):
-    """No embedded ticker in-process; a new layer and store per test, and no outage
+    """No embedded ticker in-process, nor the server's garbage-collector pace (it would
+    freeze the test process's objects); a new layer and store per test, and no outage
     remembered from another test (one ended within seconds would swallow the warning)."""
     from channels.layers import channel_layers
 
@@ -28,6 +29,7 @@ def _fresh_feed_state(settings):
     from feeds.publish.build import reset_store
 
     settings.FEED_TICKER = "off"
+    settings.FEED_GC_PASS_S = 0
     channel_layers.backends.clear()
     reset_store()
     outage._outages.clear()

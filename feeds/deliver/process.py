@@ -33,6 +33,7 @@ from django.conf import settings
 from feeds import entitlements, relay, revocation
 from feeds.core.groups import SERVERS_CONTROL_GROUP
 from feeds.deliver import server
+from feeds.deliver.collector import Collector
 from feeds.deliver.hub import Hub
 from feeds.deliver.server import AsgiSend
 from feeds.deliver.session import Phase
@@ -54,9 +55,20 @@ class FeedProcess:
         self._ticker: asyncio.Task[Ticker] | None = None
         self._recheck: asyncio.Task[None] | None = None
         self._relay: asyncio.Task[None] | None = None
+        self.collector = Collector(
+            open_connections=lambda: len(self.hub.connections),  # WebSocket and SSE
+            pass_s=settings.FEED_GC_PASS_S,
+            reclaim_s=settings.FEED_GC_RECLAIM_S,
+        )
+        # The garbage collector's pace, from the first request on (feeds/deliver/collector.py).
+        self._collecting = (
+            asyncio.get_running_loop().create_task(self.collector.run(), name="gc-pace")
+            if settings.FEED_GC_PASS_S > 0
+            else None
+        )
 
     async def start(self) -> None:
-        """Start the hub (idempotent); the first call also checks the server adapter."""
+        """Start the hub (idempotent)."""
         await self.hub.start()
 
     # --- the embedded ticker ----------------------------------------------------------------
@@ -88,6 +100,7 @@ class FeedProcess:
             yield
         finally:
             self.websockets.pop(key, None)
+            self.collector.connection_closed()
 
     # --- control events from the machine's other processes (feeds.relay) ----------------
 
@@ -156,7 +169,8 @@ class FeedProcess:
     def stats(self) -> dict[str, Any]:
         """What this process holds, for the staff view of /healthz: counts only, no names."""
         hub = self.hub
-        gc.collect()  # a pause of some ms, for a staff call: count what is really still reachable
+        # A staff call may pause: count what is really still reachable, frozen or not.
+        self.collector.reclaim()
         groups = getattr(hub.layer, "groups", None)  # the in-memory layers' group -> members
         return {
             "pid": os.getpid(),
@@ -176,7 +190,7 @@ class FeedProcess:
             ),
             "outbox_pending_max": max((c.outbox.pending for c in hub.connections), default=0),
             # Per-connection state that is never freed shows here; RSS seldom shrinks.
-            "python_objects": len(gc.get_objects()),
+            "python_objects": gc.get_freeze_count(),
         }
 
 

@@ -81,10 +81,28 @@ class FeedCollector(Collector):
             "Quotes skipped for a slow client (replaced by a newer one): its seq gaps.",
             value=conflated,
         )
+        if owner is not None:
+            yield from collector_metrics(owner.collector)
         yield from server_metrics()
         ticker = owner.ticker if owner is not None else None
         if ticker is not None:
             yield from ticker_metrics(ticker)
+
+
+def collector_metrics(collector: Any) -> Iterator[Any]:
+    """The garbage collector's pauses (feeds/deliver/collector.py)."""
+    held = CounterMetricFamily(
+        "marketfeed_gc_pause_seconds",
+        "Time the event loop was held by garbage collection: passes and full reclaims.",
+        labels=["kind"],
+    )
+    for kind, seconds in sorted(collector.seconds.items()):
+        held.add_metric([kind], seconds)
+    yield held
+    yield CounterMetricFamily(
+        "marketfeed_gc_reclaims", "Full collections of every object, frozen or not.",
+        value=collector.reclaims,
+    )
 
 
 def server_metrics() -> Iterator[Any]:

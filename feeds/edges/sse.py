@@ -147,6 +147,7 @@ async def stream_quotes(scope: dict[str, Any], receive: Any, send: AsgiSend) -> 
             await stream.finish()
         finally:
             await conn.end()
+            owner.collector.connection_closed()  # its objects are garbage now
 
 
 async def _admit(

@@ -187,3 +187,19 @@ def test_anonymous_scrapes_of_a_live_server_are_refused(server):
         urllib.request.urlopen(server.url + "/metrics", timeout=timeout(10))
     assert refused.value.code == 401
     assert "detail" in json.loads(refused.value.read())
+
+
+@pytest.mark.live
+async def test_the_collectors_passes_show_as_they_run(server, token):
+    """A pass every FEED_GC_PASS_S (1 s): its time adds up; no reclaim without closes."""
+    passes = '{kind="pass"}'
+    first = await asyncio.to_thread(scrape, server.url, token)
+    held = sample(first, "marketfeed_gc_pause_seconds_total", passes)
+    assert held is not None
+    async with asyncio.timeout(timeout(20)):
+        while True:
+            later = await asyncio.to_thread(scrape, server.url, token)
+            if sample(later, "marketfeed_gc_pause_seconds_total", passes) > held:
+                break
+            await asyncio.sleep(0.2)  # polling for the next pass, bounded by the timeout
+    assert sample(later, "marketfeed_gc_reclaims_total") == 0

@@ -192,3 +192,14 @@ async def test_a_ticket_admits_one_stream_once(sse, user, ticker):
     assert (await first.until("welcome"))["user"] == "alice"
     again = await sse(f"symbols=AAPL&ticket={ticket}")
     assert (await again.start())[0] == 401
+
+
+async def test_an_ended_stream_counts_towards_the_collectors_next_reclaim(sse, user, ticker):
+    from feeds.deliver import process
+
+    client = await sse(f"symbols=AAPL&token={user.token}")
+    assert (await client.start())[0] == 200
+    collector = process.current().collector
+    closed = collector.closed
+    await client.close()
+    assert collector.closed == closed + 1
