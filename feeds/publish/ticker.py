@@ -55,6 +55,9 @@ class PartlyPublished(Exception):
 MAX_IDLE_S = 0.25  # the loop wakes at least this often to notice reloads and stops
 CATCH_UP_LIMIT_S = 0.5  # after a stall, skip ahead rather than burst out old quotes
 FAILURE_BACKOFF_S = 1.0
+# On stop, a pass already saving its quotes gets this long to send them, so a seq
+# the store holds has reached the layer too and the next leader goes on from it.
+STOP_PUBLISH_GRACE_S = 5.0
 
 Loader = Callable[[], Awaitable[list[ListedInstrument]]]
 Fingerprint = Callable[[], Awaitable[object]]
@@ -115,6 +118,9 @@ class Ticker:
         self._control_channel: str | None = None
         self._fence = fence
         self.fenced = asyncio.Event()
+        self._stopping = False
+        self._between_passes = asyncio.Event()  # clear while a pass saves and sends
+        self._between_passes.set()
         self.epoch: str | None = None
         self.published = 0
         # One-minute bars of the trades (feeds.core.bars), stored in batches by their own task.
@@ -144,6 +150,12 @@ class Ticker:
         logger.info("ticker started: %d instruments, seed %d", len(self.books), self.seed)
 
     async def stop(self) -> None:
+        self._stopping = True  # no pass starts from here on
+        if not self._between_passes.is_set():
+            try:
+                await asyncio.wait_for(self._between_passes.wait(), STOP_PUBLISH_GRACE_S)
+            except TimeoutError:
+                logger.warning("ticker: a publishing pass did not finish; stopped in it")
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -283,13 +295,19 @@ class Ticker:
 
     async def tick(self) -> int:
         """Publish every quote that is due now; returns how many."""
+        if self._stopping:
+            return 0
         quotes = self.step_due(self.clock())
         if not quotes:
             return 0
         # Saved first, then one message per quote (feeds/publish/bus.py). The store
         # may hand back another epoch (it lost its data and a server made a new
         # one): the quotes then belong to that one, and servers resnapshot.
-        done = await self.bus.publish(quotes, epoch=self.epoch, fence=self._fence)
+        self._between_passes.clear()
+        try:
+            done = await self.bus.publish(quotes, epoch=self.epoch, fence=self._fence)
+        finally:
+            self._between_passes.set()
         self.epoch = done.epoch
         self.published += done.sent
         if done.failure is not None:  # one shard, or all of it: one outage either way, for _run

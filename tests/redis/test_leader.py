@@ -9,10 +9,12 @@ import pytest
 from channels.layers import InMemoryChannelLayer
 
 from feeds.core.engine import InstrumentSpec
+from feeds.publish.bar_writer import BarWriter
 from feeds.publish.leader import Leader
 from feeds.publish.ticker import Ticker
 from feeds.services import ListedInstrument
 from tests.timeouts import timeout
+from tests.unit.test_ticker_publish import NoBars
 
 # A private redis-server unless REDIS_URL names one.
 pytestmark = [pytest.mark.redis, pytest.mark.live]
@@ -52,7 +54,10 @@ def leader(store, layer: RecordingLayer, name: str, lease_s: float) -> Leader:
 
     def build(fence: str) -> Ticker:
         layer.who = fence
-        return Ticker(layer=layer, store=store, load=load, fingerprint=fingerprint, fence=fence)
+        bars = BarWriter(period_s=60, flush_s=60, retention_days=1, table=NoBars())
+        return Ticker(
+            layer=layer, store=store, load=load, fingerprint=fingerprint, fence=fence, bars=bars
+        )
 
     return Leader(store=store, build=build, lease_s=lease_s, holder=name)
 
