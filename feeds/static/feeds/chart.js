@@ -157,6 +157,10 @@ export class SelectedChart {
     this.drawn = -1;
     this.panel.hidden = !symbol;
     this.title.textContent = symbol;
+    // Not this symbol's candles yet: said at once (tests wait on it), redrawn empty next frame,
+    // so the last symbol's candles never stand under this one's name.
+    this.canvas.dataset.interval = "";
+    this.onChange();
     if (symbol) this.#loadHistory(symbol);
   }
 
