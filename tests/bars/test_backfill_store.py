@@ -201,6 +201,7 @@ async def test_right_after_start_the_api_serves_the_default_three_days_of_histor
         until = ticker.backfill.until  # the live bars start on this minute
     finally:
         await ticker.stop()
+    stopped = time.time()
     client = await sync_to_async(api_client)()
     get = sync_to_async(client.get)
     hours = (await get("/api/bars/AAPL/", {"interval": "1h", "limit": 1000})).json()["bars"]
@@ -210,7 +211,13 @@ async def test_right_after_start_the_api_serves_the_default_three_days_of_histor
     minutes = (await get("/api/bars/AAPL/", {"limit": 1000})).json()["bars"]
     assert len(minutes) == 1000
     stamps = [datetime.fromisoformat(bar["start"]).timestamp() for bar in minutes]
-    assert all(b - a == 60 for a, b in itertools.pairwise(stamps))
+    history = [stamp for stamp in stamps if stamp < until]
+    live = stamps[len(history):]
+    assert history[-1] == until - 60
+    assert all(b - a == 60 for a, b in itertools.pairwise(history))
+    # A live bar is a minute with quotes: one the ticker started late in may have none.
+    assert all(stamp >= until and stamp % 60 == 0 for stamp in live)
+    assert len(live) <= (stopped - until) // 60 + 1, live
     # The live bars carry on from where the history ends: the reference price, a fresh book's.
     (last_backfilled,) = [bar for bar in minutes if bar["start"] == _iso(until - 60)]
     assert last_backfilled["close"] == float(aapl.reference_price)

@@ -150,9 +150,11 @@ async def test_a_shell_revocation_stops_the_stream_on_every_server_within_a_seco
                 ".delete(); "
                 "print(time.time())"
             )
+            # Read from now on: the shell process takes a while to exit after its commit.
+            watching = [asyncio.create_task(revoked_at(ws, "AAPL")) for ws in sockets]
             out = await asyncio.to_thread(manage, env, "shell", "--no-imports", "-c", delete)
             committed = float(out.split()[-1])
-            arrivals = await asyncio.gather(*(revoked_at(ws, "AAPL") for ws in sockets))
+            arrivals = await asyncio.gather(*watching)
             took = [t - committed for t in arrivals]
             per_server = ", ".join(f"{t * 1000:.0f} ms" for t in took)
             print(f"\ncommit to status revoked, per server: {per_server}")

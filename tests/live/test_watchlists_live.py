@@ -125,6 +125,7 @@ async def test_a_change_from_another_process_is_relayed_within_a_second(server, 
     follower = await welcomed(server.ws_url, token)
     try:
         await follow(follower)
+        watching = asyncio.create_task(pushed(follower))  # the shell exits after its commit
         out = await asyncio.to_thread(
             manage, live_env, "shell", "--no-imports", "-c",
             "import time; from django.contrib.auth.models import User; "
@@ -133,7 +134,7 @@ async def test_a_change_from_another_process_is_relayed_within_a_second(server, 
             "symbols=['AAPL']); print(time.time())",
         )
         committed = float(out.split()[-1])
-        lists, arrived = await pushed(follower)
+        lists, arrived = await watching
         print(f"\nother process to watchlists: {(arrived - committed) * 1000:.0f} ms")
         assert [(w["name"], w["symbols"]) for w in lists] == [("Shell", ["AAPL"])]
         assert arrived - committed < timeout(DEADLINE_S)
