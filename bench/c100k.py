@@ -35,10 +35,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-from bench import procs
+from bench import gcwatch, procs
 from bench.c100k_load import C100kLoad, Plan, PlanError, plan, server_processes_needed
 from bench.loadgen import ClientSpec
 from bench.point import cpu_figures, ms, sample_all
@@ -52,6 +55,7 @@ SYMBOLS = 100
 RATE = 0.05  # quotes/s per symbol: 100,000 x 3 subscriptions x 0.05 = 15,000 deliveries/s
 MAX_PER_CLIENT = 5
 MIN_WORKERS = 6
+GC_WRITE_S = 0.6  # bench/gcwatch/ writes its figures twice a second
 HEADROOM = 1.1  # SO_REUSEPORT hashes connections, it does not count them: room for the spread
 # Memory the machine must have free per connection: server (≤ 32 KiB is the
 # target), client (bench/wire.py's connection and its task) and both sockets
@@ -227,7 +231,11 @@ def _at(ordered: list[float], share: float) -> float | None:
 
 
 def _run_on(
-    dep: Deployment, args: argparse.Namespace, clients: list[ClientSpec], load: Plan
+    dep: Deployment,
+    args: argparse.Namespace,
+    clients: list[ClientSpec],
+    load: Plan,
+    gc_dir: Path,
 ) -> dict[str, Any]:
     rate_load = Load(symbols=args.symbols, rate=args.rate, batch=True)
     dep.up(rate_load)
@@ -249,10 +257,13 @@ def _run_on(
         every = {**pids, **gen.pids()}
         fire = time.time() + 0.5
         m0, before = _machine_cpu(), sample_all(every)
+        gc_before = gcwatch.read(gc_dir, pids)
         gen.fire(int(fire * 1e6))
         out = gen.storm_results(timeout_s=args.connect_timeout + 60)
         took = time.time() - fire
         cpu = cpu_figures(before, sample_all(every), took)
+        time.sleep(GC_WRITE_S)
+        gc_connect = gcwatch.between(gc_before, gcwatch.read(gc_dir, pids), fire, fire + took)
         connect_cores = _shares(cpu, took, _machine_cpu() - m0)
         refused = sum(out["failures"].values())
         say(
@@ -268,16 +279,21 @@ def _run_on(
             f"{grown / connected:.1f} KiB per connection; all: {rss_after}"
         )
         changes = []
+        halts_from, gc_before = time.time(), gcwatch.read(gc_dir, pids)
         for state in ("halted", "trading"):
             changes.append((state, dep.halt(common, halted=state == "halted")))
             time.sleep(args.gap)
+        gc_halts = gcwatch.between(gc_before, gcwatch.read(gc_dir, pids), halts_from, time.time())
         start = time.time() + 1.0
         end = start + args.duration
         gen.open_window(int(start * 1e6), int(end * 1e6))
         time.sleep(max(0.0, start - time.time()))
         m0, before = _machine_cpu(), sample_all(every)
+        gc_before = gcwatch.read(gc_dir, pids)
         time.sleep(max(0.0, end - time.time()))
         window_cpu = cpu_figures(before, sample_all(every), args.duration)
+        time.sleep(GC_WRITE_S)
+        gc_window = gcwatch.between(gc_before, gcwatch.read(gc_dir, pids), start, end)
         window_cores = _shares(window_cpu, args.duration, _machine_cpu() - m0)
         seen = gen.window_results()
     halts = _delays(changes, seen["statuses"], common, out["connected"])
@@ -316,13 +332,41 @@ def _run_on(
         client_saturated=seen["client_saturated"],
         loadavg_end=_loadavg(),
         processes={"window": window_cpu["processes"], "connect": cpu["processes"]},
+        # Garbage collection in the server processes, by phase (bench/gcwatch.py).
+        gc={
+            phase: {"servers": gcwatch.servers_total(per), "processes": per}
+            for phase, per in (("connect", gc_connect), ("halts", gc_halts), ("window", gc_window))
+        },
     )
+    say(f"  {dep.name}: garbage collection in the servers, by phase: " + ", ".join(
+        f"{phase} {figures['servers']}" for phase, figures in result["gc"].items()
+    ))
     say(
         f"  {dep.name}: halt p99 {result['halt_p99_s']} s ({halts}); quotes "
         f"{result['delivered_per_s']:,}/s of {result['expected_per_s']:,}/s, p50 {ms(lat['p50'])} "
         f"p99 {ms(lat['p99'])} max {ms(lat['max'])} ms; cores {window_cores}"
     )
     return result
+
+
+def log_problems(directory: Path, limit: int = 30) -> dict[str, Any]:
+    """The servers' WARNING and ERROR lines (how many, and the first ``limit``), by log file."""
+    out: dict[str, Any] = {}
+    for log in sorted(directory.glob("*.log")):
+        lines = [
+            line.strip()
+            for line in log.read_text(errors="replace").splitlines()
+            if "WARNING" in line or "ERROR" in line or "Traceback" in line
+        ]
+        if lines:
+            out[log.stem] = {"count": len(lines), "first": lines[:limit]}
+    return out
+
+
+def full_size(doc: dict[str, Any]) -> bool:
+    """A run at the targets' size beside the reference: what docs/PERFORMANCE.md reports."""
+    options = doc.get("options", {})
+    return options.get("connections") == CONNECTIONS and not options.get("no_reference")
 
 
 def verdicts(r: dict[str, Any]) -> dict[str, bool]:
@@ -351,16 +395,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     clients: list[ClientSpec] = [
         ("", s) for s in subscriptions(args.connections, names, args.max_per_client)
     ]
-    deps: list[Deployment] = [WorkersDeployment(workers)]
-    if not args.no_reference:
-        deps.append(ReferenceDeployment(pin=False, workers=workers))
-    runs = {}
-    for dep in deps:
-        try:
-            runs[dep.name] = _run_on(dep, args, clients, load)
-            runs[dep.name]["commands"] = dict(dep.commands)
-        finally:
-            dep.close()
+    # Every process started from here accounts for its garbage collection (bench/gcwatch.py).
+    gc_dir = Path(tempfile.mkdtemp(prefix="marketfeed-bench-gc-"))
+    gcwatch.enable(gc_dir)
+    if args.gc_pass_s is not None:  # the deployments copy this process's environment
+        os.environ["FEED_GC_PASS_S"] = str(args.gc_pass_s)
+    try:
+        deps: list[Deployment] = [WorkersDeployment(workers)]
+        if not args.no_reference:
+            deps.append(ReferenceDeployment(pin=False, workers=workers))
+        runs = {}
+        for dep in deps:
+            try:
+                runs[dep.name] = _run_on(dep, args, clients, load, gc_dir)
+                runs[dep.name]["commands"] = dict(dep.commands)
+                runs[dep.name]["server_log_problems"] = log_problems(dep.dir)
+            finally:
+                dep.close()
+    finally:
+        gcwatch.disable()
+        if args.gc_pass_s is not None:
+            os.environ.pop("FEED_GC_PASS_S", None)
+        shutil.rmtree(gc_dir, ignore_errors=True)
     summary: dict[str, Any] = {}
     keys = ("connected", "refused", "connect_s", "kib_per_connection", "halt_p99_s",
             "delivered_pct", "seqs_seen_pct")
@@ -397,8 +453,10 @@ def add_parser(sub: Any, positive: Any) -> None:
     p.add_argument("--max-per-client", type=positive(int), default=MAX_PER_CLIENT)
     p.add_argument("--rate", type=positive(float), default=RATE, help="quotes/s per symbol")
     # autobahn drops a handshake not done within 5 s (daphne's --websocket_connect_timeout):
-    # more in flight than the workers finish in about a second only queues, then resets.
-    p.add_argument("--concurrency", type=positive(int), default=240,
+    # more in flight than the workers finish in a few seconds only queues, then resets.
+    # 600 (p99 2.2 s a handshake at 30,000) beat 240 by a quarter: the workers' batched
+    # Redis and database reads get fuller; 1,200 gained 3 % more with a p99 of 3.4 s.
+    p.add_argument("--concurrency", type=positive(int), default=600,
                    help="handshakes in flight, all load processes together")
     p.add_argument("--open-timeout", type=positive(float), default=60.0,
                    help="seconds one handshake may take")
@@ -410,6 +468,9 @@ def add_parser(sub: Any, positive: Any) -> None:
                    help="seconds after the halt and after the resume")
     p.add_argument("--duration", type=positive(float), default=30.0, help="quote window seconds")
     p.add_argument("--no-reference", action="store_true", help="skip the reference run")
+    p.add_argument("--gc-pass-s", type=float, default=None,
+                   help="FEED_GC_PASS_S for the workers (0: Python's own collector pace; "
+                   "default: the setting's)")
     # Nothing is pinned: the servers alone need more processes than there are cores.
     p.set_defaults(pin=False)
 

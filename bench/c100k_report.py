@@ -152,6 +152,11 @@ def section(doc: dict[str, Any]) -> str:
         _ms(r["latency_us"][k]) for k in ("p50", "p99", "max")))
     row("cores while connecting", lambda r: _cores(r["connect_cores"]))
     row("cores in the quote window", lambda r: _cores(r["window_cores"]))
+    if all("gc" in r for r in runs):  # bench/gcwatch.py, in runs since it existed
+        for phase, label in (("connect", "while connecting"), ("window", "in the quote window")):
+            row(f"garbage collection {label}: servers' CPU / longest pause", lambda r, p=phase: (
+                f"{r['gc'][p]['servers']['cpu_s']} s / "
+                f"{r['gc'][p]['servers']['longest_wall_ms']:,.0f} ms"))
     row("load average at start / end", lambda r: f"{r['loadavg_start'][0]} / {r['loadavg_end'][0]}")
     return "\n".join(out)
 

@@ -16,6 +16,7 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -93,14 +94,16 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def newest(scenario: str) -> dict[str, Any] | None:
-    """The newest result of ``scenario``, or None when it never ran."""
-    files = sorted(RESULTS_DIR.glob(f"{scenario}-*.json"))
-    if not files:
-        return None
-    doc: dict[str, Any] = json.loads(files[-1].read_text())
-    doc["_file"] = files[-1].name
-    return doc
+def newest(
+    scenario: str, where: Callable[[dict[str, Any]], bool] | None = None
+) -> dict[str, Any] | None:
+    """The newest result of ``scenario`` (that ``where`` accepts), or None when none is."""
+    for path in sorted(RESULTS_DIR.glob(f"{scenario}-*.json"), reverse=True):
+        doc: dict[str, Any] = json.loads(path.read_text())
+        if where is None or where(doc):
+            doc["_file"] = path.name
+            return doc
+    return None
 
 
 def say(text: str) -> None:
