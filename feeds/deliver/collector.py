@@ -38,6 +38,7 @@ from dataclasses import dataclass
 logger = logging.getLogger(__name__)
 
 RECLAIM_MIN_CLOSED = 1_000  # closed connections before a reclaim, with few open
+LONG_PAUSE_S = 0.5  # a collection that holds the loop this long is logged as a warning
 
 
 @dataclass(slots=True)
@@ -102,16 +103,31 @@ class Collector:
         return pause
 
     def step(self) -> Pause:
-        """One turn of the loop: a reclaim when one is due, else a pass."""
+        """One turn of the loop: a reclaim when one is due, else a pass.
+
+        Either one that held the loop ``LONG_PAUSE_S`` or more is a warning:
+        every quote and handshake in flight waited that long.
+        """
         if not self.reclaim_due():
-            return self.run_pass()
+            pause = self.run_pass()
+            if pause.seconds >= LONG_PAUSE_S:
+                logger.warning(
+                    "gc: a pass held the loop %.0f ms (%d objects freed, %d connections open)",
+                    pause.seconds * 1000,
+                    pause.collected,
+                    self.open_connections(),
+                )
+            return pause
         closed = self.closed
         pause = self.reclaim()
-        logger.info(
-            "gc: reclaim after %d closed connections: %d objects freed in %.0f ms",
+        logger.log(
+            logging.WARNING if pause.seconds >= LONG_PAUSE_S else logging.INFO,
+            "gc: reclaim after %d closed connections held the loop %.0f ms "
+            "(%d objects freed, %d connections open)",
             closed,
-            pause.collected,
             pause.seconds * 1000,
+            pause.collected,
+            self.open_connections(),
         )
         return pause
 

@@ -7,6 +7,7 @@ import weakref
 
 import pytest
 
+from feeds.deliver import collector as collector_module
 from feeds.deliver.collector import RECLAIM_MIN_CLOSED, Collector
 
 
@@ -102,3 +103,25 @@ def test_a_reclaim_comes_at_the_latest_after_reclaim_s(unfrozen):
     pace.step()
     assert pace.reclaims == 1
     assert pace.last_reclaim is not None
+
+
+def test_a_collection_that_holds_the_loop_long_is_a_warning(unfrozen, caplog, monkeypatch):
+    pace = collector(open_connections=3)
+    logger = collector_module.logger
+    logger.addHandler(caplog.handler)  # the project's logging config does not propagate
+    monkeypatch.setattr(logger, "level", 0)
+    try:
+        pace.step()  # a short pass: nothing said
+        assert caplog.records == []
+        monkeypatch.setattr(collector_module, "LONG_PAUSE_S", 0.0)  # every pause is long now
+        pace.step()
+        for _ in range(RECLAIM_MIN_CLOSED):
+            pace.connection_closed()
+        pace.step()
+    finally:
+        logger.removeHandler(caplog.handler)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2, warned
+    assert warned[0].startswith("gc: a pass held the loop")
+    assert "3 connections open" in warned[0]
+    assert warned[1].startswith(f"gc: reclaim after {RECLAIM_MIN_CLOSED} closed connections held")
