@@ -326,6 +326,8 @@ def _run_on(
         if seen["deliveries"]
         else None,
         gaps=seen["gaps"],
+        # Connections that ended between their handshake and the window's end, by how.
+        lost_after_connecting=seen["lost"],
         latency_us=lat,
         latency_p99_by_second_us=seen["latency_p99_by_second_us"],
         window_cores=window_cores,
@@ -344,7 +346,8 @@ def _run_on(
     say(
         f"  {dep.name}: halt p99 {result['halt_p99_s']} s ({halts}); quotes "
         f"{result['delivered_per_s']:,}/s of {result['expected_per_s']:,}/s, p50 {ms(lat['p50'])} "
-        f"p99 {ms(lat['p99'])} max {ms(lat['max'])} ms; cores {window_cores}"
+        f"p99 {ms(lat['p99'])} max {ms(lat['max'])} ms; cores {window_cores}; "
+        f"lost after connecting {seen['lost'] or 'none'}"
     )
     return result
 

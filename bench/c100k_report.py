@@ -148,6 +148,9 @@ def section(doc: dict[str, Any]) -> str:
     row("quotes: expected / delivered per s", lambda r: f"{r['expected_per_s']:,.0f} / "
         f"{r['delivered_per_s']:,.0f}")
     row("seqs seen", lambda r: f"{r.get('seqs_seen_pct')} %")
+    if all("lost_after_connecting" in r for r in runs):  # recorded since it existed
+        row("lost after connecting", lambda r: ", ".join(
+            f"{n:,} {how}" for how, n in r["lost_after_connecting"].items()) or "none")
     row("quote latency p50 / p99 / max", lambda r: " / ".join(
         _ms(r["latency_us"][k]) for k in ("p50", "p99", "max")))
     row("cores while connecting", lambda r: _cores(r["connect_cores"]))

@@ -156,9 +156,12 @@ class Worker:
         self.conns: list[ClientConnection | LeanConnection] = []
         self.tasks: list[asyncio.Task[None]] = []
         self.failures: dict[str, int] = {}
+        # Connections that ended after they had connected, by how (until ``stop``).
+        self.lost: dict[str, int] = {}
         self.connected = 0
         self.settled = 0
         self.handshakes = Histogram()
+        self.stopping = False
         self._all_settled = asyncio.Event()
 
     async def command(self) -> tuple[Any, ...]:
@@ -230,12 +233,16 @@ class Worker:
         if isinstance(ws, LeanConnection):
             ws.stream(lambda text: on_frame(text, last))
             await ws.closed
-            return
-        try:
-            async for text in ws:
-                on_frame(text if isinstance(text, str) else text.decode(), last)
-        except ConnectionClosed:
-            pass
+            how = ws.ended_by()
+        else:
+            try:
+                async for text in ws:
+                    on_frame(text if isinstance(text, str) else text.decode(), last)
+            except ConnectionClosed:
+                pass
+            how = f"closed: {ws.close_code}" if ws.close_code is not None else "dropped"
+        if not self.stopping:
+            self.lost[how] = self.lost.get(how, 0) + 1
 
     def start_clients(self) -> None:
         self.tasks = [asyncio.create_task(self.client(u, s)) for u, s in self.cfg.clients]
@@ -269,9 +276,11 @@ class Worker:
         result = self.rec.result()
         result["cpu_s"] = (t1.user + t1.system) - (t0.user + t0.system)
         result["window_s"] = (end_us - start_us) / 1e6
+        result["lost"] = dict(self.lost)
         return result
 
     async def close(self) -> None:
+        self.stopping = True  # what ends from here on is ours, not lost
         if self.conns:
             await asyncio.wait(
                 [asyncio.create_task(ws.close()) for ws in self.conns], timeout=CLOSE_TIMEOUT_S

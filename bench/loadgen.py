@@ -190,6 +190,11 @@ def merge_stream(results: list[dict[str, Any]]) -> dict[str, Any]:
     out["client_cpu_max_share"] = max(cpu) / window_s if window_s else 0.0
     out["client_saturated"] = out["client_cpu_max_share"] >= SATURATED_SHARE
     out["client_procs"] = len(results)
+    lost: dict[str, int] = {}
+    for r in results:
+        for how, n in r.get("lost", {}).items():
+            lost[how] = lost.get(how, 0) + n
+    out["lost"] = dict(sorted(lost.items()))
     return out
 
 

@@ -206,6 +206,12 @@ class LeanConnection(asyncio.Protocol):
         except TimeoutError:
             self.abort()
 
+    def ended_by(self) -> str:
+        """How the connection ended: ``closed: <code>`` from the server's close frame, or
+        ``dropped`` (no close frame: a reset, or the server went away)."""
+        close = self.proto.close_rcvd
+        return f"closed: {close.code}" if close is not None else "dropped"
+
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()

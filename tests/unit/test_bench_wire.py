@@ -98,3 +98,14 @@ async def test_frames_in_the_same_reads_as_the_handshake_answer_are_all_read():
         got: list[str] = []
         conn.stream(got.append)
         assert got == ["q1", "q2"], cut
+
+
+async def test_a_connection_says_whether_the_server_closed_it_or_it_was_dropped():
+    closed, _, _ = await streaming()
+    close = Frame(Opcode.CLOSE, (1001).to_bytes(2, "big") + b"shutdown")
+    closed.data_received(close.serialize(mask=False, extensions=[]))
+    closed.connection_lost(None)
+    assert closed.ended_by() == "closed: 1001"
+    dropped, _, _ = await streaming()
+    dropped.connection_lost(ConnectionResetError())
+    assert dropped.ended_by() == "dropped"
