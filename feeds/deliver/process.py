@@ -32,7 +32,7 @@ from django.conf import settings
 
 from feeds import entitlements, relay, revocation
 from feeds.core.groups import SERVERS_CONTROL_GROUP
-from feeds.deliver import server
+from feeds.deliver import server, server_pace
 from feeds.deliver.collector import Collector
 from feeds.deliver.hub import Hub
 from feeds.deliver.server import AsgiSend
@@ -191,6 +191,9 @@ class FeedProcess:
             "outbox_pending_max": max((c.outbox.pending for c in hub.connections), default=0),
             # Per-connection state that is never freed shows here; RSS seldom shrinks.
             "python_objects": gc.get_freeze_count(),
+            # daphne's table, reaped by its pass (feeds/deliver/server_pace.py): a request
+            # in flight counts, this one included.
+            "server_connections": server_pace.tracked_connections(),
         }
 
 

@@ -16,6 +16,7 @@ seconds of its due time instead of one.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +24,19 @@ EVERY_S = 5.0
 MARK = "_marketfeed_paced"
 
 CallLater = Callable[[float, Callable[[], None]], Any]
+
+_paced: weakref.WeakSet[Any] = weakref.WeakSet()  # the servers paced in this process
+
+
+def tracked_connections() -> int | None:
+    """Entries in the connection tables of this process's daphne servers (None: no server).
+
+    HTTP requests and WebSockets, open or finished but not yet reaped by the
+    pass: a connection long gone that stays here keeps all its objects alive.
+    """
+    if not _paced:
+        return None
+    return sum(len(getattr(server, "connections", ())) for server in _paced)
 
 
 def pace_application_checker(server: Any, call_later: CallLater | None = None) -> bool:
@@ -50,4 +64,5 @@ def pace_application_checker(server: Any, call_later: CallLater | None = None) -
 
     server.application_checker = wait
     setattr(server, MARK, True)
+    _paced.add(server)
     return True

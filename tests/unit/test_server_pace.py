@@ -57,3 +57,16 @@ def test_a_server_without_the_pass_is_left_alone():
     other = Other()
     assert not pace_application_checker(other, lambda delay, fn: None)
     assert not hasattr(other, "application_checker")
+
+
+def test_the_connection_tables_of_paced_servers_are_counted():
+    from feeds.deliver import server_pace
+
+    clock = Clock()
+    server = Server(clock)
+    server.connections = {"a": {}, "b": {}}  # type: ignore[attr-defined]
+    before = server_pace.tracked_connections() or 0
+    pace_application_checker(server, clock.call_later)
+    assert server_pace.tracked_connections() == before + 2
+    del server.connections["a"]  # type: ignore[attr-defined]
+    assert server_pace.tracked_connections() == before + 1
