@@ -89,7 +89,7 @@ from feeds.deliver.server_http import (
     attach_stream,
     limit_socket_buffer,
 )
-from feeds.deliver.server_pace import pace_application_checker
+from feeds.deliver.server_pace import pace_application_checker, slice_timeout_checker
 from feeds.deliver.server_shared import share_options
 
 __all__ = [
@@ -313,7 +313,9 @@ def attach(
     protocol = adapter.daphne_target(send)
     if protocol is not None:
         share_options(protocol)  # later connections keep no copy of the factory's options
-        pace_application_checker(send.func.__self__)  # daphne's server, found by daphne_target
+        daphne_server = send.func.__self__  # found by daphne_target
+        pace_application_checker(daphne_server)
+        slice_timeout_checker(daphne_server)
         features = adapter.websocket_features(protocol)
         if features:
             return DaphneTransport(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from feeds.deliver.server_pace import EVERY_S, pace_application_checker
@@ -70,3 +71,89 @@ def test_the_connection_tables_of_paced_servers_are_counted():
     assert server_pace.tracked_connections() == before + 2
     del server.connections["a"]  # type: ignore[attr-defined]
     assert server_pace.tracked_connections() == before + 1
+
+
+class Protocol:
+    def __init__(self, clock: Clock, fails: bool = False) -> None:
+        self.clock, self.fails = clock, fails
+        self.checked: list[float] = []
+
+    def check_timeouts(self) -> None:
+        self.checked.append(self.clock.now)
+        if self.fails:
+            raise RuntimeError("a check that raises")
+
+
+class SweepingServer:
+    """daphne's timeout round: every connection's checks, then itself two seconds on."""
+
+    def __init__(self, clock: Clock, protocols: list[Protocol]) -> None:
+        self.clock = clock
+        self.connections = {p: {} for p in protocols}
+        self.turns: list[int] = []
+
+    def timeout_checker(self) -> None:
+        for protocol in list(self.connections):
+            protocol.check_timeouts()
+        self.clock.call_later(2, self.timeout_checker)
+
+
+class TwistedClock(Clock):
+    """As Twisted's reactor: a delayed call that raises is logged, the others go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors = 0
+
+    def run_until(self, end: float) -> None:
+        while self.due:
+            self.due.sort(key=lambda item: item[0])
+            at, fn = self.due[0]
+            if at > end:
+                return
+            self.due.pop(0)
+            self.now = at
+            before = sum(len(p.checked) for p in self.protocols)
+            try:
+                fn()
+            except RuntimeError:
+                self.errors += 1
+            self.per_turn.append(sum(len(p.checked) for p in self.protocols) - before)
+
+
+def test_the_timeout_round_runs_in_tenths_and_still_checks_each_connection_every_two_seconds():
+    from feeds.deliver.server_pace import SWEEP_S, slice_timeout_checker
+
+    clock = TwistedClock()
+    protocols = [Protocol(clock) for _ in range(95)]
+    clock.protocols, clock.per_turn = protocols, []  # type: ignore[attr-defined]
+    server = SweepingServer(clock, protocols)
+    clock.call_later(2, server.timeout_checker)  # daphne's first round, already scheduled
+    assert slice_timeout_checker(server, clock.call_later)
+    assert slice_timeout_checker(server, clock.call_later)  # once per server
+    clock.run_until(20.05)
+    assert clock.per_turn[0] == 95  # daphne's own round, scheduled before the slicing
+    assert max(clock.per_turn[1:]) == 10  # then never more than a tenth (95 / 10, rounded up)
+    for protocol in protocols:
+        sliced = protocol.checked[1:]  # after daphne's own round
+        assert {round(b - a, 6) for a, b in itertools.pairwise(sliced)} == {SWEEP_S}
+        assert sliced[0] < 4 + SWEEP_S  # the first sliced round ends on time too
+        assert len(sliced) >= 8
+
+
+def test_a_check_that_raises_does_not_end_the_rounds_and_gone_connections_are_skipped():
+    from feeds.deliver.server_pace import slice_timeout_checker
+
+    clock = TwistedClock()
+    bad, gone, kept = Protocol(clock, fails=True), Protocol(clock), Protocol(clock)
+    clock.protocols, clock.per_turn = [bad, gone, kept], []  # type: ignore[attr-defined]
+    server = SweepingServer(clock, [bad, gone, kept])
+    slice_timeout_checker(server, clock.call_later)
+    clock.call_later(0, server.timeout_checker)  # daphne calls the attribute: the slices start
+    clock.run_until(1.0)
+    del server.connections[gone]
+    checked_before = len(gone.checked)
+    clock.run_until(10.0)
+    assert clock.errors >= 4
+    assert len(kept.checked) >= 5
+    assert len(gone.checked) == checked_before
