@@ -154,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name in LAYER_SERVERS:
             p.add_argument("--servers", type=server_list, default=list(LAYER_SERVERS[name]))
+        if name == "fan146":
+            p.add_argument(
+                "--rounds",
+                type=positive(int),
+                default=1,
+                help="run every layout and the reference this many times, in turn, and report "
+                "the median of each round's ratios (a VM's speed drifts between windows)",
+            )
         else:
             p.add_argument("--server", choices=SERVERS, default="embedded")
         p.add_argument(

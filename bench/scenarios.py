@@ -9,6 +9,7 @@ ratios. Connection scenarios (idle, storm, admin) are in bench/connections.py.
 from __future__ import annotations
 
 import argparse
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -210,14 +211,45 @@ def fan146(args: argparse.Namespace) -> dict[str, Any]:
     redis-server(s)), so the Redis layouts' figures include the bus.
     """
     offered = args.offered or [FAN146_OFFERED]
-    result = _side_by_side(args, [spec(args, o) for o in offered])
-    table = result["summary"]["table"]
-    ref = {t["offered"]: t["cpu_per_delivery_us"] for t in table if t["server"] == "reference"}
-    emb = {t["offered"]: t["cpu_per_delivery_us"] for t in table if t["server"] == "embedded"}
-    for t in table:
-        t["cpu_ratio_to_reference"] = ratio(t["cpu_per_delivery_us"], ref.get(t["offered"]))
-        t["cpu_ratio_to_embedded"] = ratio(t["cpu_per_delivery_us"], emb.get(t["offered"]))
-    return result
+    rounds = []
+    for n in range(getattr(args, "rounds", 1)):
+        if n:
+            say(f"round {n + 1}:")
+        result = _side_by_side(args, [spec(args, o) for o in offered])
+        table = result["summary"]["table"]
+        ref = {t["offered"]: t["cpu_per_delivery_us"] for t in table if t["server"] == "reference"}
+        emb = {t["offered"]: t["cpu_per_delivery_us"] for t in table if t["server"] == "embedded"}
+        for t in table:
+            t["cpu_ratio_to_reference"] = ratio(t["cpu_per_delivery_us"], ref.get(t["offered"]))
+            t["cpu_ratio_to_embedded"] = ratio(t["cpu_per_delivery_us"], emb.get(t["offered"]))
+        rounds.append(result)
+    if len(rounds) == 1:
+        return rounds[0]
+    last = rounds[-1]  # the report's tables show one round; every round's ratios are kept
+    last["summary"]["rounds"] = [r["summary"]["table"] for r in rounds]
+    last["summary"]["median_ratios"] = median_ratios(last["summary"]["rounds"])
+    for server, median in last["summary"]["median_ratios"].items():
+        say(f"median of {len(rounds)} rounds, {server}: {median}")
+    return last
+
+
+def median_ratios(rounds: list[list[dict[str, Any]]]) -> dict[str, dict[str, float | None]]:
+    """Per server (at the first offered load), the median over rounds of each round's ratios."""
+    out: dict[str, dict[str, float | None]] = {}
+    first = rounds[0][0]["offered"] if rounds and rounds[0] else None
+    servers = [t["server"] for t in rounds[0] if t["offered"] == first] if rounds else []
+    for server in servers:
+        rows = [t for table in rounds for t in table if t["server"] == server]
+        rows = [t for t in rows if t["offered"] == first]
+        out[server] = {
+            key: _median([t[key] for t in rows if t.get(key) is not None])
+            for key in ("cpu_per_delivery_us", "cpu_ratio_to_embedded", "cpu_ratio_to_reference")
+        }
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
 
 
 def _side_by_side(args: argparse.Namespace, specs: list[PointSpec]) -> dict[str, Any]:
