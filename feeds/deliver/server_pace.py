@@ -17,8 +17,9 @@ daphne's other pass, ``Server.timeout_checker``, calls every connection's
 ``check_timeouts`` every two seconds: the handshake deadline, and the
 WebSocket ping once ``--ping-interval`` has passed. At 16,500 connections a
 worker that pass was 23 % of the worker's CPU in the quote window (py-spy),
-all of it in one turn of the loop; with six workers on two cores their
-passes coincided, and the quotes of the turn after waited for all six.
+all of it in one turn of the loop; with six workers on two cores the
+100,000-connection run's quote latency rose every other second
+(docs/PERFORMANCE.md, "100,000 connections").
 ``slice_timeout_checker`` keeps the two-second round and cuts it into ten
 slices a fifth of a second apart: each connection is still checked every
 two seconds, and no turn holds more than a tenth of them.
