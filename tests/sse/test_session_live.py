@@ -49,12 +49,20 @@ async def _read(response: httpx.Response, into: list[Event]) -> None:
     into.append(Event(event="end"))  # the server ended the response
 
 
-async def until(received: list[Event], kind: str, *, after: int = 0, within: float = 20) -> int:
-    """The index of the first event of ``kind`` at or after ``after``, waiting for it."""
+# A stream is live once it carries AAPL: its snapshot if AAPL had a quote when the
+# stream subscribed, else its first quote (a server just started may not have published).
+LIVE = ("snapshot", "quote")
+
+
+async def until(
+    received: list[Event], kind: str | tuple[str, ...], *, after: int = 0, within: float = 20
+) -> int:
+    """The index of the first event of ``kind`` (or of any of ``kind``) at or after ``after``."""
+    kinds = (kind,) if isinstance(kind, str) else kind
     deadline = asyncio.get_running_loop().time() + timeout(within)
     while True:
         for i in range(after, len(received)):
-            if received[i].event == kind:
+            if received[i].event in kinds:
                 return i
         assert asyncio.get_running_loop().time() < deadline, [e.event for e in received]
         await asyncio.sleep(0.02)
@@ -76,7 +84,7 @@ async def test_a_stream_past_its_maximum_age_gets_reconnect_then_ends(feed_serve
 async def test_sigterm_asks_sse_streams_to_reconnect_then_ends_them(feed_server):
     feed = feed_server(env_extra={"FEED_RECONNECT_GRACE_S": "2"})
     async with stream(feed.server.url, feed.token) as received:
-        await until(received, "snapshot")
+        await until(received, LIVE)
         assert feed.server.proc is not None
         feed.server.proc.send_signal(signal.SIGTERM)
         at = await until(received, "reconnect")
@@ -89,7 +97,7 @@ async def test_the_periodic_recheck_ends_a_stream_whose_user_was_disabled_silent
     feed = feed_server(env_extra={"FEED_AUTH_RECHECK_S": "1"})
     token = user_token(feed.env, "quiet-carol")
     async with stream(feed.server.url, token) as received:
-        await until(received, "snapshot")
+        await until(received, LIVE)
         # update() sends no signal: no broadcast, no relay; only the re-check can see it.
         manage(
             feed.env, "shell", "-c",
@@ -105,7 +113,7 @@ async def test_a_user_disabled_elsewhere_ends_the_stream_with_unauthorized(feed_
     feed = feed_server(env_extra={"FEED_AUTH_RECHECK_S": "3600"})
     token = user_token(feed.env, "loud-dave")
     async with stream(feed.server.url, token) as received:
-        await until(received, "snapshot")
+        await until(received, LIVE)
         manage(
             feed.env, "shell", "-c",
             "from django.contrib.auth.models import User; "
