@@ -18,6 +18,24 @@ __all__ = [
 ]
 
 
+def _readers_take_no_table_locks(sender, connection, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """In-process tests run on SQLite's in-memory database in shared-cache mode, where a
+    read in one thread holds a table lock that fails another thread's write at once
+    ("database table is locked"; no busy timeout applies). The product's WAL file
+    database has no such lock: there a reader never blocks a writer. read_uncommitted
+    lifts the readers' table locks of shared-cache mode (tests/faults/test_sqlite_shared_cache.py).
+    """
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA read_uncommitted = 1")
+
+
+def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(_readers_take_no_table_locks, dispatch_uid="tests-read-uncommitted")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_feed_state(settings):
     """No embedded ticker in-process, nor the server's garbage-collector pace (it would
