@@ -53,6 +53,12 @@ def tracked_connections() -> int | None:
     return sum(len(getattr(server, "connections", ())) for server in _paced)
 
 
+def _reactor_call_later() -> CallLater:
+    from twisted.internet import reactor  # daphne's, installed by the time a client connects
+
+    return reactor.callLater
+
+
 def pace_application_checker(server: Any, call_later: CallLater | None = None) -> bool:
     """Make ``server``'s checker run every ``EVERY_S``; True once it does.
 
@@ -65,10 +71,7 @@ def pace_application_checker(server: Any, call_later: CallLater | None = None) -
     checker = getattr(type(server), "application_checker", None)
     if not callable(checker):
         return False
-    if call_later is None:
-        from twisted.internet import reactor  # daphne's, installed by the time a client connects
-
-        call_later = reactor.callLater
+    call_later = call_later or _reactor_call_later()
 
     def run() -> None:
         checker(server)  # daphne's pass; it calls ``wait`` a second from now
@@ -96,10 +99,7 @@ def slice_timeout_checker(server: Any, call_later: CallLater | None = None) -> b
         getattr(type(server), "timeout_checker", None)
     ):
         return False
-    if call_later is None:
-        from twisted.internet import reactor  # daphne's, installed by the time a client connects
-
-        call_later = reactor.callLater
+    call_later = call_later or _reactor_call_later()
     gap = SWEEP_S / SLICES
     todo: list[Any] = []
     at = 0
