@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -34,6 +35,19 @@ def pytest_configure(config) -> None:  # type: ignore[no-untyped-def]
     from django.db.backends.signals import connection_created
 
     connection_created.connect(_readers_take_no_table_locks, dispatch_uid="tests-read-uncommitted")
+
+
+@pytest.fixture
+def feed_log(caplog):
+    """``caplog`` for the ``feeds`` loggers, from INFO up (settings.LOGGING stops them
+    propagating to the root logger, where ``caplog`` listens)."""
+    logger = logging.getLogger("feeds")
+    logger.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.INFO)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture(autouse=True)

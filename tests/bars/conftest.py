@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -45,12 +44,3 @@ def instruments(transactional_db) -> Callable[..., Instrument]:
     return add_instrument
 
 
-@pytest.fixture
-def feed_log(caplog):
-    """``caplog``, also for the ``feeds`` loggers (the settings stop them propagating)."""
-    logger = logging.getLogger("feeds")
-    logger.addHandler(caplog.handler)
-    try:
-        yield caplog
-    finally:
-        logger.removeHandler(caplog.handler)

@@ -8,7 +8,6 @@ application log with the user's name.
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 
 import pytest
@@ -32,14 +31,6 @@ def operator(admin_client, admin_user):
     return admin_client
 
 
-@pytest.fixture
-def feed_log(caplog):
-    """The application log of ``feeds`` (which does not propagate to the root logger)."""
-    logger = logging.getLogger("feeds")
-    logger.addHandler(caplog.handler)
-    caplog.handler.setLevel(logging.INFO)
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def entries(model, action: int) -> list[LogEntry]:
