@@ -11,23 +11,19 @@ same guarantee for the tests.
 from __future__ import annotations
 
 import threading
-from decimal import Decimal
 
 import pytest
 from django.db import connection
 
 from feeds.models import Instrument
+from tests.api.conftest import INSTRUMENT_DEFAULTS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_a_write_goes_through_while_another_thread_is_reading_the_table():
     for symbol in ("LOCKA", "LOCKB", "LOCKC"):
-        Instrument.objects.create(
-            symbol=symbol, name=symbol, exchange="TEST", asset_class="equity", currency="USD",
-            tick_size=Decimal("0.01"), lot_size=1, reference_price=Decimal("10"),
-            volatility=0.3, quote_rate=1.0, active=True,
-        )
+        Instrument.objects.create(symbol=symbol, **INSTRUMENT_DEFAULTS)
     reading, finish = threading.Event(), threading.Event()
     failures: list[BaseException] = []
 
